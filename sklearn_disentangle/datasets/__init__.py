@@ -1,5 +1,18 @@
 """Ground-truth datasets generated in code, and loaders for real ones (no downloads)."""
 
 from ._base import FactorGridDataset, GroundTruthDataset
+from .digits import RotatedDigitsDataset, make_rotated_digits, rotate_images
+from .loaders import DSpritesDataset, load_dsprites
+from .sprites import SpritesDataset, make_dsprites_like
 
-__all__ = ["GroundTruthDataset", "FactorGridDataset"]
+__all__ = [
+    "GroundTruthDataset",
+    "FactorGridDataset",
+    "SpritesDataset",
+    "make_dsprites_like",
+    "DSpritesDataset",
+    "load_dsprites",
+    "RotatedDigitsDataset",
+    "make_rotated_digits",
+    "rotate_images",
+]

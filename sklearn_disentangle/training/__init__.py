@@ -1,0 +1,27 @@
+"""Training core shared by every estimator: the skorch net, callbacks and data feeding."""
+
+from .callbacks import (
+    CosineCyclic,
+    LinearWarmup,
+    LossTermsLogger,
+    NaNGuard,
+    NonFiniteLossError,
+    ParamSchedule,
+    ProgressBar,
+)
+from .data import TensorBatchLoader, as_batch_source
+from .net import DisentangleNet, NoCriterion
+
+__all__ = [
+    "DisentangleNet",
+    "NoCriterion",
+    "TensorBatchLoader",
+    "as_batch_source",
+    "LinearWarmup",
+    "CosineCyclic",
+    "ParamSchedule",
+    "NaNGuard",
+    "NonFiniteLossError",
+    "ProgressBar",
+    "LossTermsLogger",
+]
