@@ -333,7 +333,11 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                     )
             trailing = (Xn.shape[1],)
         else:
-            if arr.ndim < 2 or arr.ndim > self._spatial_dims + 2:
+            if arr.ndim < 2:
+                raise ValueError(self._shape_help(
+                    f"X of shape {arr.shape}. Reshape your data: X[None] for a single sample, "
+                    "X.reshape(-1, 1) for a single feature"))
+            if arr.ndim > self._spatial_dims + 2:
                 raise ValueError(self._shape_help(f"X of shape {arr.shape}"))
             trailing = tuple(arr.shape[1:])
             flat = arr.reshape(arr.shape[0], int(np.prod(trailing)))
