@@ -26,7 +26,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from ._validation import Interval, validate_params
-from .training import DisentangleNet, NaNGuard, NonFiniteLossError, ProgressBar
+from .training import DisentangleNet, NaNGuard, NonFiniteLossError, ProgressBar, as_batch_source, to_batch_tensor
 
 __all__ = ["LatentTransformer", "all_estimators"]
 
@@ -183,6 +183,17 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """Small, fast parameters for the shared contract tests (overridable)."""
         return {"z_dim": 2, "max_epochs": 2, "batch_size": 16, "lr": 1e-3, "random_state": 0}
 
+    @classmethod
+    def _tiny_data(cls, n_samples=48, random_state=0):
+        """Small training data ``(X, factors)`` for the shared contract tests (overridable).
+
+        Default: 16 x 16 dSprites-like images and their factors.
+        """
+        from .datasets import make_dsprites_like
+
+        factors, X = make_dsprites_like(resolution=16).sample(n_samples, random_state=random_state)
+        return X, factors
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         """Train the model on X.
@@ -286,10 +297,10 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 )
             perm = rng.permutation(len(X))
             X_train, X_valid = X[np.sort(perm[n_valid:])], X[np.sort(perm[:n_valid])]
-            net.set_params(train_split=predefined_split(Dataset(torch.from_numpy(X_valid), None)))
+            net.set_params(train_split=predefined_split(Dataset(as_batch_source(X_valid), None)))
         net._epochs_this_call = epochs
         try:
-            net.partial_fit(torch.from_numpy(X_train), epochs=epochs)
+            net.partial_fit(as_batch_source(X_train), epochs=epochs)
         except NonFiniteLossError:
             self._set_fitted(net)
             raise
@@ -380,7 +391,7 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         try:
             with torch.no_grad():
                 for start in range(0, len(X), self.batch_size):
-                    xb = torch.from_numpy(X[start:start + self.batch_size]).to(self.net_.device)
+                    xb = to_batch_tensor(X[start:start + self.batch_size]).to(self.net_.device)
                     out.append(fn(module, xb).detach().to("cpu", torch.float32).numpy())
         finally:
             module.train(was_training)
@@ -448,7 +459,7 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             with torch.random.fork_rng(devices=[]), torch.no_grad():
                 torch.manual_seed(self._seed)
                 for start in range(0, len(Xv), self.batch_size):
-                    xb = torch.from_numpy(Xv[start:start + self.batch_size]).to(self.net_.device)
+                    xb = to_batch_tensor(Xv[start:start + self.batch_size]).to(self.net_.device)
                     loss = module.loss(module(xb), xb)["loss"]
                     total += float(loss) * len(xb)
                     count += len(xb)

@@ -9,7 +9,7 @@ from .callbacks import (
     ParamSchedule,
     ProgressBar,
 )
-from .data import TensorBatchLoader, as_batch_source
+from .data import TensorBatchLoader, as_batch_source, to_batch_tensor
 from .net import DisentangleNet, NoCriterion
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "NoCriterion",
     "TensorBatchLoader",
     "as_batch_source",
+    "to_batch_tensor",
     "LinearWarmup",
     "CosineCyclic",
     "ParamSchedule",

@@ -232,7 +232,7 @@ class ProgressBar(Callback):
 
     def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
         if training and loss is not None:
-            self._running.append(float(loss))
+            self._running.append(float(loss.detach()) if torch.is_tensor(loss) else float(loss))
             self.batch_bar_.update(1)
             self.batch_bar_.set_postfix(loss=f"{np.mean(self._running):.4g}")
 

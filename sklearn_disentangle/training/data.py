@@ -12,7 +12,17 @@ import numpy as np
 import torch
 from skorch.dataset import Dataset
 
-__all__ = ["TensorBatchLoader", "as_batch_source"]
+__all__ = ["TensorBatchLoader", "as_batch_source", "to_batch_tensor"]
+
+
+def to_batch_tensor(arr):
+    """One batch of a NumPy array as a tensor: shared memory if writable, else a copy.
+
+    (torch cannot wrap read-only memory; copying one batch keeps memory-mapped and
+    read-only inputs untouched at the cost of a batch-sized copy.)
+    """
+    arr = np.ascontiguousarray(arr)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
 
 
 def as_batch_source(X):
@@ -50,7 +60,7 @@ def _take(X, index):
         return X[index]
     if isinstance(index, torch.Tensor):
         index = index.numpy()
-    return torch.from_numpy(np.ascontiguousarray(X[index]))
+    return to_batch_tensor(X[index])
 
 
 class TensorBatchLoader:
