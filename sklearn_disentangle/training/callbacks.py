@@ -127,8 +127,9 @@ class ParamSchedule(Callback):
                 f"ParamSchedule: the module {type(net.module_).__name__} has no attribute "
                 f"{self.attribute!r} to schedule."
             )
-        # Resume counting where training stopped (partial_fit / warm start).
-        self.step_ = int(sum(len(h["batches"]) for h in net.history))
+        # Resume counting where training stopped (partial_fit / warm start). Validation
+        # batches are in the history too; only training batches (with train_loss) count.
+        self.step_ = int(sum(1 for h in net.history for b in h["batches"] if "train_loss" in b))
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         if training:
@@ -158,15 +159,20 @@ class NaNGuard(Callback):
     def __init__(self, check_gradients=True):
         self.check_gradients = check_gradients
 
-    def _where(self, net):
+    def _where(self, net, training=True):
+        # skorch opens the current batch's history row before the step (on_batch_begin),
+        # so it is already the last row; validation rows follow the epoch's training rows.
         epoch = len(net.history)
-        batch = len(net.history[-1]["batches"]) + 1 if epoch else 1
-        return epoch, batch
+        if not epoch:
+            return epoch, 1
+        other = "valid_loss" if training else "train_loss"
+        batch = sum(1 for b in net.history[-1]["batches"] if other not in b)
+        return epoch, max(batch, 1)
 
     def on_loss_terms(self, net, terms, training):
         for name, value in terms.items():
             if not torch.isfinite(value).all():
-                epoch, batch = self._where(net)
+                epoch, batch = self._where(net, training)
                 raise NonFiniteLossError(
                     f"Loss term {name!r} became {float(value.detach().float().mean())} at epoch "
                     f"{epoch}, batch {batch} ({'training' if training else 'validation'}). The "
