@@ -113,7 +113,8 @@ def project_fourier(volume, rotations, *, oversampling=2, batch_size=16):
     The volume is zero-padded by ``oversampling`` before its 3-D FFT so that trilinear
     interpolation of the spectrum is accurate; the slice ``F(A^T (k_x, k_y, 0))`` is
     inverse transformed and cropped back to ``D``. It agrees with :func:`project_real` up to
-    interpolation error (exactly for the identity pose).
+    interpolation error (exactly for the identity pose): for smooth 2-voxel blobs about 6 %
+    (relative L2) at ``oversampling=2`` and 3 % at ``oversampling=3``.
 
     Parameters
     ----------
@@ -181,6 +182,12 @@ def shift_images(images, shifts):
     Returns
     -------
     shifted : tensor of shape (n, H, W)
+
+    Notes
+    -----
+    The output is the real part of the phase-shifted image: in an even box the unpaired
+    Nyquist component keeps only its cosine part, so sub-pixel shifts are exactly invertible
+    only for images without Nyquist content (integer shifts always are).
 
     Examples
     --------
