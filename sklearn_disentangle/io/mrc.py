@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
+import mrcfile.dtypes
 import mrcfile.utils
 import numpy as np
 
@@ -131,9 +132,46 @@ def _resolve_kind(path, kind, nz):
     return "image" if nz == 1 else "volume"
 
 
+_VALID_MODES = (0, 1, 2, 3, 4, 6, 12, 101)
+
+
+def _precheck_header(path):
+    """Cheap sanity check of an uncompressed header before mrcfile sees it.
+
+    Rejects files whose header promises more data (or a larger extended header) than the
+    file holds; mrcfile would otherwise try to allocate or read absurd sizes from random bytes.
+    """
+    size = os.path.getsize(path)
+    if size < _HEADER_BYTES:
+        raise MRCError(f"{path}: {size} bytes, shorter than the 1024-byte MRC header; not an MRC file.")
+    with open(path, "rb") as fh:
+        raw = fh.read(_HEADER_BYTES)
+    best = None
+    for order in ("<", ">"):
+        h = np.frombuffer(raw, dtype=mrcfile.dtypes.HEADER_DTYPE.newbyteorder(order))[0]
+        nx, ny, nz, mode, nsymbt = (int(h["nx"]), int(h["ny"]), int(h["nz"]), int(h["mode"]), int(h["nsymbt"]))
+        if mode in _VALID_MODES and nx > 0 and ny > 0 and nz > 0 and nsymbt >= 0:
+            best = (nx, ny, nz, mode, nsymbt)
+            stamp = bytes(raw[212:214])
+            if (order == "<" and stamp[:1] == b"\x44") or (order == ">" and stamp[:1] == b"\x11"):
+                break
+    if best is None:
+        raise MRCError(f"{path}: damaged MRC header (no valid mode and positive dimensions in either byte order).")
+    nx, ny, nz, mode, nsymbt = best
+    itemsize = 0.5 if mode == 101 else {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2}[mode]
+    needed = _HEADER_BYTES + nsymbt + int(nx * ny * nz * itemsize)
+    if needed > size:
+        raise MRCError(
+            f"{path}: truncated or damaged MRC file: the header promises {nz} x {ny} x {nx} values (mode {mode}) "
+            f"and a {nsymbt}-byte extended header ({needed} bytes in all) but the file has {size} bytes."
+        )
+
+
 def _open_header(path):
     """Open ``path`` permissively; return (mrcfile object, list of warning messages)."""
     compressed = _compression_of(path)
+    if compressed is None:
+        _precheck_header(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
