@@ -34,7 +34,23 @@ def sap_score_matrix(
 ):
     """The (n_codes, n_factors) predictability matrix underlying :func:`sap`.
 
-    Parameters are those of :func:`sap`.
+    Parameters
+    ----------
+    factors : array-like or DataFrame of shape (n_samples, n_factors)
+        Ground-truth factors of the training pool.
+    codes : array-like or DataFrame of shape (n_samples, n_codes)
+        Codes of the training pool, ``n_codes >= 2``.
+    factors_test, codes_test : array-like of shape (n_test, n_factors) / (n_test, n_codes), default=None
+        Held-out pool; when None the last rows of the given pool are held out (see
+        :func:`sap`).
+    continuous_factors : bool, default=False
+        Squared correlations instead of one-feature classifier accuracies.
+    train_fraction : float, default=2/3
+        Training fraction when no test pool is given.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the classifiers.
+    n_jobs : int, default=None
+        Fit the classifiers in parallel (joblib).
 
     Returns
     -------
