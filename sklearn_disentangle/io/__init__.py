@@ -10,9 +10,11 @@ from ._errors import CryoSparcError, HDF5Error, MRCError, ReaderError, ReaderWar
 from .mrc import MRCInfo, read_mrc, write_mrc
 from .particles import ParticleStack
 from .star import parse_ctf, parse_poses, read_star, write_star
+from .transformers import HDF5VolumeReader, MRCReader, StarReader
 
 __all__ = [
     "read_mrc", "write_mrc", "MRCInfo",
     "read_star", "parse_poses", "parse_ctf", "write_star", "ParticleStack",
+    "MRCReader", "StarReader", "HDF5VolumeReader",
     "ReaderError", "MRCError", "StarError", "CryoSparcError", "HDF5Error", "ReaderWarning",
 ]
