@@ -258,12 +258,13 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         callbacks = [("nan_guard", NaNGuard())] + list(self._extra_callbacks())
         if self.verbose:
             callbacks.append(("progress", ProgressBar()))
+        for i, cb in enumerate(copy.deepcopy(self.callbacks) or []):
+            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
         if self.checkpoint_dir is not None:
+            # last, so the saved history holds what every other callback recorded this epoch
             callbacks.append(("checkpoint", Checkpoint(
                 dirname=os.fspath(self.checkpoint_dir), monitor=None, f_params="params.pt",
                 f_optimizer="optimizer.pt", f_criterion=None, f_history="history.json")))
-        for i, cb in enumerate(copy.deepcopy(self.callbacks) or []):
-            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
         return DisentangleNet(
             module=module, max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
             device=str(device), callbacks=callbacks, verbose=int(self.verbose >= 2),

@@ -249,6 +249,9 @@ class ProgressBar(Callback):
                  and isinstance(v, float) and not k.endswith("_best")}
         self.epoch_bar_.set_postfix(terms)
         self.epoch_bar_.update(1)
+        # one permanent line per epoch, so logs keep every epoch's terms
+        line = "  ".join(f"{k}={v}" for k, v in terms.items())
+        self.epoch_bar_.write(f"epoch {row['epoch']:>3}  {line}  ({row.get('dur', 0.0):.1f}s)")
 
     def on_train_end(self, net, **kwargs):
         self.epoch_bar_.close()

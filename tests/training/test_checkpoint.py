@@ -148,10 +148,6 @@ def test_schedule_resumes_from_checkpoint(tmp_path, X):
     assert resumed.net_.module_.beta == pytest.approx(11.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "base.py _make_net puts the Checkpoint callback before user callbacks, so history.json is "
-    "written before a user callback's on_epoch_end records (ParamSchedule's 'beta') for the "
-    "last epoch"))
 def test_checkpoint_history_keeps_user_callback_records(tmp_path, X):
     _est(checkpoint_dir=tmp_path, callbacks=_ramp()).fit(X)
     history = json.loads((tmp_path / "history.json").read_text())
