@@ -16,6 +16,7 @@ negative of cryoDRGN's ``sqrt(1 - w**2) sin(gamma) - w cos(gamma)``.
 
 import math
 
+import numpy as np
 import torch
 
 from .fourier import fft2_centered, frequency_grid, ifft2_centered
@@ -48,6 +49,8 @@ def electron_wavelength(voltage_kv):
 
 
 def _column(x, n, dtype, device):
+    if not isinstance(x, torch.Tensor):
+        x = np.array(x, dtype=np.float64)  # a writable copy (pandas may hand out read-only views)
     t = torch.as_tensor(x, dtype=dtype, device=device).reshape(-1)
     if t.numel() == 1:
         t = t.expand(n)
@@ -116,7 +119,7 @@ def compute_ctf(
               amplitude_contrast, phase_shift, bfactor, scale]
     if device is None:
         device = next((p.device for p in params if isinstance(p, torch.Tensor)), None)
-    n = max(int(torch.as_tensor(p).numel()) if p is not None else 1 for p in params)
+    n = max((p.numel() if isinstance(p, torch.Tensor) else int(np.size(p))) if p is not None else 1 for p in params)
     if defocus_v is None:
         defocus_v = defocus_u
     col = lambda x: _column(x, n, torch.float64, device)  # noqa: E731  (compute in float64)

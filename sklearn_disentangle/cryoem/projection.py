@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .fourier import fft2_centered, fftn_centered, fourier_crop, ifft2_centered, ifftn_centered
+from .fourier import fft2_centered, fftn_centered, ifft2_centered, ifftn_centered
 
 __all__ = ["project_real", "project_fourier", "rotate_volume", "shift_images", "shift_volumes"]
 
@@ -228,7 +228,3 @@ def shift_volumes(volumes, shifts):
     shifts = torch.as_tensor(shifts, device=volumes.device).reshape(-1, 3)
     ramp = _phase_ramp(volumes.shape[-3:], shifts, torch.float64, volumes.device)
     return ifftn_centered(fftn_centered(volumes.to(torch.float64), 3) * ramp, 3).real.to(volumes.dtype)
-
-
-# fourier_crop is re-exported here for callers that downsample projections
-_ = fourier_crop
