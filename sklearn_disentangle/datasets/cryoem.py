@@ -24,8 +24,9 @@ from sklearn.utils import Bunch, check_random_state
 from ..cryoem.ctf import apply_ctf, compute_ctf
 from ..cryoem.rotations import matrix_to_euler, quaternion_to_matrix
 from ..io.particles import ParticleStack
+from ._base import GroundTruthDataset
 
-__all__ = ["make_cryoem_particles", "make_subtomograms", "molecule_blobs", "render_volume"]
+__all__ = ["make_cryoem_particles", "make_subtomograms", "molecule_blobs", "render_volume", "CryoEMConformationDataset"]
 
 
 def molecule_blobs(t, box_size):
@@ -276,3 +277,78 @@ def make_subtomograms(n_subtomograms=64, box_size=16, *, n_conformations=2, snr=
                   templates=render_volume(molecule_blobs(grid_t, d)[0], sigmas, weights, d), clean=clean,
                   wedge_mask=mask)
     return np.asarray(vols, dtype=np.float32), truth
+
+
+class CryoEMConformationDataset(GroundTruthDataset):
+    """Ground-truth dataset of projections with two discrete factors: conformation and view.
+
+    Observations are noise-free (or noisy, with ``snr``) analytic projections of the molecule
+    of :func:`molecule_blobs` at ``n_conformations`` evenly spaced hinge coordinates, seen
+    from one of ``n_views`` fixed viewing rotations (drawn uniformly once from
+    ``random_state``). It implements the :class:`~sklearn_disentangle.datasets.GroundTruthDataset`
+    protocol, so interventional metrics can hold the conformation fixed while the view varies.
+
+    Parameters
+    ----------
+    box_size : int, default=32
+    n_conformations : int, default=3
+    n_views : int, default=8
+    snr : float or None, default=None
+        Per-image Gaussian noise at this signal-to-noise ratio (drawn from the
+        ``random_state`` given to :meth:`sample_observations_from_factors`).
+    random_state : int, RandomState instance or None, default=0
+        Seeds the fixed set of views.
+
+    Attributes
+    ----------
+    factor_names : tuple of str
+        ``('conformation', 'view')``.
+    factor_sizes : tuple of int
+    observation_shape : tuple of int
+        ``(box_size, box_size)``.
+    views : ndarray of shape (n_views, 3, 3)
+        RELION pose matrices of the views.
+
+    Examples
+    --------
+    >>> from sklearn_disentangle.datasets.cryoem import CryoEMConformationDataset
+    >>> data = CryoEMConformationDataset(box_size=16, n_conformations=2, n_views=4)
+    >>> factors, images = data.sample(5, random_state=0)
+    >>> factors.shape, images.shape
+    ((5, 2), (5, 16, 16))
+    """
+
+    factor_names = ("conformation", "view")
+
+    def __init__(self, box_size=32, n_conformations=3, n_views=8, snr=None, random_state=0):
+        self.box_size = int(box_size)
+        self.n_conformations = int(n_conformations)
+        self.n_views = int(n_views)
+        self.snr = snr
+        self.factor_sizes = (self.n_conformations, self.n_views)
+        self.observation_shape = (self.box_size, self.box_size)
+        self.views = _uniform_rotations(self.n_views, check_random_state(random_state))
+        self._t = np.linspace(0.0, 1.0, self.n_conformations) if self.n_conformations > 1 else np.zeros(1)
+
+    def sample_observations_from_factors(self, factors, random_state=None):
+        """Projections for the given (conformation, view) factor rows.
+
+        Parameters
+        ----------
+        factors : array-like of shape (n_samples, 2)
+        random_state : int, RandomState instance or None, default=None
+            Draws the noise when ``snr`` is set.
+
+        Returns
+        -------
+        observations : ndarray of shape (n_samples, box_size, box_size), float32
+        """
+        factors = self.check_factors(factors)
+        centres, sigmas, weights = molecule_blobs(self._t[factors[:, 0]], self.box_size)
+        images = _project_blobs(centres, sigmas, weights, self.views[factors[:, 1]],
+                                np.zeros((len(factors), 2)), self.box_size).astype(np.float32)
+        if self.snr is not None and len(images):
+            rng = check_random_state(random_state)
+            sigma = float(np.sqrt(images.var(axis=(1, 2)).mean() / self.snr))
+            images = images + rng.standard_normal(images.shape).astype(np.float32) * sigma
+        return images
