@@ -427,6 +427,44 @@ class ParticleStack:
         )
 
     @classmethod
+    def from_file(cls, path, *, datadir=None, pixel_size=None):
+        """Particles from any supported file, chosen by extension.
+
+        ``.star`` -> :meth:`from_star`, ``.cs`` -> :meth:`from_cs`, ``.mrcs``/``.mrc``/``.txt``
+        (optionally ``.gz``/``.bz2``) -> :meth:`from_mrcs`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        datadir : str or path-like, default=None
+            Stack folder for ``.star`` and ``.cs`` files.
+        pixel_size : float, default=None
+
+        Returns
+        -------
+        stack : ParticleStack
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> from sklearn_disentangle.io import ParticleStack, write_mrc
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.mrcs")
+        >>> write_mrc(path, np.zeros((3, 8, 8)))
+        >>> len(ParticleStack.from_file(path))
+        3
+        """
+        name = os.fspath(path).lower()
+        for comp in (".gz", ".bz2"):
+            name = name[: -len(comp)] if name.endswith(comp) else name
+        if name.endswith(".star"):
+            return cls.from_star(path, datadir=datadir, pixel_size=pixel_size)
+        if name.endswith(".cs"):
+            return cls.from_cs(path, datadir=datadir, pixel_size=pixel_size)
+        if name.endswith((".mrcs", ".mrc", ".txt", ".st", ".map")):
+            return cls.from_mrcs(path, pixel_size=pixel_size)
+        raise ReaderError(f"{os.fspath(path)}: unknown particle file type; expected .star, .cs, .mrcs, .mrc or .txt.")
+
+    @classmethod
     def from_mrcs(cls, paths, *, pixel_size=None):
         """Particle stack(s) from ``.mrcs``/``.mrc`` files or a ``.txt`` list of them.
 

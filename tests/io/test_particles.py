@@ -158,3 +158,12 @@ def test_concatenate(images):
     b = ParticleStack(images[4:], pixel_size=1.0)
     joined = ParticleStack.concatenate([a, b])
     np.testing.assert_array_equal(joined[[0, 11]].get_images(), images[[0, 11]])
+
+
+def test_from_file_dispatches_on_extension(two_stacks, images):
+    np.testing.assert_array_equal(ParticleStack.from_file(two_stacks / "a.mrcs").get_images(), images[:5])
+    ParticleStack.from_file(two_stacks / "a.mrcs").to_star(two_stacks / "a.star")
+    np.testing.assert_array_equal(ParticleStack.from_file(two_stacks / "a.star").get_images(), images[:5])
+    (two_stacks / "x.pkl").write_bytes(b"\x80\x04.")
+    with pytest.raises(ValueError, match=r"x\.pkl.*unknown particle file type"):
+        ParticleStack.from_file(two_stacks / "x.pkl")
