@@ -165,3 +165,21 @@ def test_int16_and_big_endian_data(tmp_path):
     header = read_mrc_header(big)
     assert header.dtype.byteorder == ">"
     np.testing.assert_array_equal(read_mrc(big)[0], np.arange(32).reshape(2, 4, 4))
+
+
+def test_extended_header_is_skipped(tmp_path, volume):
+    """Data start after 1024 + nsymbt bytes (cryoDRGN's star path assumed 1024)."""
+    from sklearn_disentangle.io import ParticleStack
+
+    path = tmp_path / "ext.mrcs"
+    with mrcfile.new(path) as m:
+        m.set_data(volume)
+        m.set_extended_header(np.arange(100, dtype=np.int32))
+    data, info = read_mrc(path)
+    assert info.data_offset == 1024 + 400
+    np.testing.assert_array_equal(data, volume)
+    square = volume[:, :7, :7].copy()
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(square)
+        m.set_extended_header(np.arange(100, dtype=np.int32))
+    np.testing.assert_array_equal(ParticleStack.from_mrcs(path)[[5, 1]].get_images(), square[[5, 1]])
