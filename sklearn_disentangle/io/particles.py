@@ -57,8 +57,8 @@ class _Source:
             self.info = info
             self.n, self.ny, self.nx = info.shape
             self.header_pixel_size = info.pixel_size
-            # positional reads straight from the file when the layout allows; else a memory map
-            self._direct = info.compressed is None and info.shape == info.file_shape
+            # positional reads straight from the file when the layout (and the OS) allows; else a memory map
+            self._direct = info.compressed is None and info.shape == info.file_shape and hasattr(os, "preadv")
             if not self._direct:
                 self._array = _load_data(info, mmap=info.compressed is None)
 
