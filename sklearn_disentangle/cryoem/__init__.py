@@ -4,7 +4,7 @@ Rotations (RELION ZYZ Euler angles), the CTF (RELION's parameterisation), real-s
 Fourier-slice projection, Fourier phase-ramp shifts and centred FFT helpers. Every function
 takes and returns tensors and runs on the device of its inputs.
 """
-from .ctf import apply_ctf, compute_ctf, phase_flip, electron_wavelength
+from .ctf import apply_ctf, compute_ctf, ctf_from_table, electron_wavelength, phase_flip
 from .fourier import (
     fft2_centered, fftn_centered, fourier_crop, fourier_pad, frequency_grid, ifft2_centered,
     ifftn_centered, resize_fourier,
@@ -18,7 +18,7 @@ from .rotations import (
 __all__ = [
     "euler_to_matrix", "matrix_to_euler", "random_rotations", "quaternion_to_matrix", "axis_angle_to_matrix",
     "inplane_rotation_matrix", "rotate_images",
-    "compute_ctf", "apply_ctf", "phase_flip", "electron_wavelength",
+    "compute_ctf", "ctf_from_table", "apply_ctf", "phase_flip", "electron_wavelength",
     "fft2_centered", "ifft2_centered", "fftn_centered", "ifftn_centered", "fourier_crop", "fourier_pad",
     "resize_fourier", "frequency_grid",
     "project_real", "project_fourier", "rotate_volume", "shift_images", "shift_volumes",

@@ -21,7 +21,7 @@ import torch
 
 from .fourier import fft2_centered, frequency_grid, ifft2_centered
 
-__all__ = ["electron_wavelength", "compute_ctf", "apply_ctf", "phase_flip"]
+__all__ = ["electron_wavelength", "compute_ctf", "ctf_from_table", "apply_ctf", "phase_flip"]
 
 
 def electron_wavelength(voltage_kv):
@@ -136,6 +136,48 @@ def compute_ctf(
     chi = math.pi * lam * df * s2 - 0.5 * math.pi * cs * 1e7 * lam**3 * s2 * s2 + torch.deg2rad(ps) + k3
     ctf = sc * torch.sin(chi) * torch.exp(-bf * s2 / 4)
     return ctf.to(dtype)
+
+
+def ctf_from_table(table, box_size, *, pixel_size=None, dtype=torch.float32, device=None):
+    """CTFs for the rows of a CTF table (the columns of :func:`sklearn_disentangle.io.parse_ctf`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or mapping of str to array-like
+        Columns ``defocus_u``, ``defocus_v``, ``defocus_angle``, ``voltage``,
+        ``spherical_aberration``, ``amplitude_contrast``, ``phase_shift``, ``bfactor``,
+        ``scale`` and ``pixel_size`` (e.g. ``ParticleStack.ctf``).
+    box_size : int
+        Image size ``D`` of the (possibly downsampled) images the CTF is for.
+    pixel_size : float or array-like, default=None
+        Pixel size of those images; defaults to the table's ``pixel_size`` column. After
+        Fourier cropping ``D0 -> D`` pass ``pixel_size * D0 / D``.
+    dtype : torch.dtype, default=torch.float32
+    device : torch.device or str, default=None
+
+    Returns
+    -------
+    ctf : tensor of shape (n, box_size, box_size)
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_disentangle.cryoem.ctf import ctf_from_table
+    >>> table = pd.DataFrame({"defocus_u": [15000.0], "defocus_v": [14000.0], "defocus_angle": [30.0],
+    ...                       "voltage": [300.0], "spherical_aberration": [2.7], "amplitude_contrast": [0.1],
+    ...                       "phase_shift": [0.0], "bfactor": [0.0], "scale": [1.0], "pixel_size": [2.0]})
+    >>> ctf_from_table(table, 32).shape
+    torch.Size([1, 32, 32])
+    """
+    def col(name):
+        return np.asarray(table[name], dtype=np.float64)
+
+    apix = col("pixel_size") if pixel_size is None else pixel_size
+    if pixel_size is None and np.isnan(apix).any():
+        raise ValueError("the CTF table has no pixel size for some rows; pass pixel_size=.")
+    return compute_ctf(box_size, apix, col("defocus_u"), col("defocus_v"), col("defocus_angle"), col("voltage"),
+                       col("spherical_aberration"), col("amplitude_contrast"), col("phase_shift"), col("bfactor"),
+                       col("scale"), dtype=dtype, device=device)
 
 
 def apply_ctf(images, ctf):

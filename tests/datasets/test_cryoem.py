@@ -146,3 +146,16 @@ def test_ground_truth_dataset_protocol():
     noisy = CryoEMConformationDataset(box_size=16, n_views=5, snr=1.0).sample_observations_from_factors(
         factors, random_state=0)
     assert not np.allclose(noisy[0], noisy[2])
+
+
+def test_ctf_from_table_matches_simulation():
+    from sklearn_disentangle.cryoem.ctf import ctf_from_table
+
+    stack, truth = make_cryoem_particles(4, 16, snr=None, random_state=6)
+    # clean images = CTF applied to the CTF-free rendering of the same particles
+    plain, _ = make_cryoem_particles(4, 16, snr=None, ctf=False, random_state=6)
+    ctf = ctf_from_table(stack.ctf, 16, dtype=torch.float64)
+    expected = apply_ctf(torch.as_tensor(plain.get_images(), dtype=torch.float64), ctf).numpy()
+    np.testing.assert_allclose(truth.clean_images, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="pixel size"):
+        ctf_from_table(stack.ctf.assign(pixel_size=np.nan), 16)
