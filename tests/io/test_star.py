@@ -162,6 +162,9 @@ def test_resolve_stack_path(tmp_path):
         ("data_particles\n\nloop_\n_rlnImageName\n_rlnDefocusU\n", "empty"),
         ("data_particles\n\nloop_\n_rlnDefocusU\n_rlnDefocusV\n1 2\n", "no rlnImageName"),
         ("data_particles\n\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnDefocusV\n1@a.mrcs 1 2\n2@a.mrcs 1\n", "row 2"),
+        ("data_particles\n\nloop_\n_rlnImageName\n_rlnDefocusU\n1@a.mrcs 1\n2@a.mrcs 1 7 8\n", "malformed"),
+        ("data_optics\n\nloop_\n_rlnOpticsGroup\n_rlnVoltage\n1 300\n\ndata_particles\n\nloop_\n_rlnImageName\n"
+         "_rlnOpticsGroup\n1@a.mrcs 2\n", "optics groups \\[2\\]"),
     ],
 )
 def test_bad_star_files_name_the_file(tmp_path, text, match):
