@@ -18,7 +18,7 @@ Scorers for ``GridSearchCV`` / ``cross_val_score`` / skorch's ``EpochScoring`` c
 """
 
 from ._discretize import discrete_entropy, discrete_mutual_info, histogram_discretize
-from ._evaluate import evaluate
+from ._evaluate import DLIB_DEFAULTS, FAST_DEFAULTS, evaluate
 from .beta_vae import beta_vae_score
 from .dci import dci, dci_from_importance
 from .factor_vae import factor_vae_score
@@ -45,6 +45,8 @@ __all__ = [
     "beta_vae_score",
     "mfvm",
     "evaluate",
+    "DLIB_DEFAULTS",
+    "FAST_DEFAULTS",
     "histogram_discretize",
     "discrete_mutual_info",
     "discrete_entropy",

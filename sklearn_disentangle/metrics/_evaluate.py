@@ -124,7 +124,8 @@ def evaluate(
     ``evaluation.random_seed = 0``, an int ``random_state`` gives every metric a fresh
     ``RandomState(random_state)``: MIG, SAP and DCI then see the same training pool (it is
     sampled and encoded once and shared). A ``RandomState`` instance is instead used
-    sequentially across the metrics.
+    sequentially across the metrics. The SAP and DCI classifiers are seeded with 0 (the
+    reference leaves them unseeded).
 
     Parameters
     ----------
@@ -197,23 +198,28 @@ def evaluate(
     def rng_for_metric():
         return check_random_state(random_state) if fresh else shared_rng
 
+    # With a fresh RandomState(seed) per metric (as the reference), MIG, SAP and DCI draw
+    # the same training pool; it is sampled and encoded once, and the generator state after
+    # it is kept so that any test pool continues the same stream.
     pool_cache = {}
 
     def pools(n_train, n_test, batch_size):
         key = (n_train, batch_size)
-        if fresh and key in pool_cache and pool_cache[key][1] is not None and (
-            n_test == 0 or pool_cache[key][1][0] == n_test
-        ):
-            train, test = pool_cache[key][0], pool_cache[key][1][1]
-            return train, test
-        if fresh and key in pool_cache and n_test == 0:
-            return pool_cache[key][0], None
-        rng = rng_for_metric()
-        train = sampler.iid_pool(n_train, rng, batch_size)
-        test = sampler.iid_pool(n_test, rng, batch_size) if n_test else None
-        if fresh:
-            pool_cache[key] = (train, (n_test, test) if n_test else None)
-        return train, test
+        if not fresh or key not in pool_cache:
+            rng = rng_for_metric()
+            train = sampler.iid_pool(n_train, rng, batch_size)
+            if not fresh:  # one shared stream: the test pool follows immediately
+                test = sampler.iid_pool(n_test, rng, batch_size) if n_test else None
+                return train, test
+            pool_cache[key] = {"train": train, "state": rng.get_state(), "tests": {}}
+        entry = pool_cache[key]
+        if not n_test:
+            return entry["train"], None
+        if n_test not in entry["tests"]:
+            rng = np.random.RandomState()
+            rng.set_state(entry["state"])
+            entry["tests"][n_test] = sampler.iid_pool(n_test, rng, batch_size)
+        return entry["train"], entry["tests"][n_test]
 
     row = {}
     for name in metrics:

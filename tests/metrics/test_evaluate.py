@@ -86,6 +86,7 @@ def _rep(encoder):
 def test_mig_sap_pools_sampled_as_reference(data, encoder):
     params = {"mig": {"n_train": 500}, "sap": {"n_train": 500, "n_test": 250}}
     df = evaluate(encoder, data, metrics=("mig", "sap"), metric_params=params)
+    assert sum(LinearEncoder.calls) == 500 + 250  # the shared training pool is encoded once
     f, c = _dlib_generate_batch_factor_code(data, _rep(encoder), 500, np.random.RandomState(0), 16)
     assert df.loc["LinearEncoder", "mig"] == mig(f, c)
     rs = np.random.RandomState(0)
