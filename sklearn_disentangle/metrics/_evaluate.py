@@ -10,7 +10,7 @@ from ._sampling import GeneratorSampler
 from ._validation import check_int
 from .beta_vae import beta_vae_from_sampler
 from .dci import dci
-from .factor_vae import check_vote_sizes, factor_vae_from_sampler
+from .factor_vae import factor_vae_from_sampler, resolve_fvm_params
 from .mfvm import mfvm_from_sampler, resolve_mfvm_params
 from .mig import mig
 from .sap import sap
@@ -26,7 +26,7 @@ DLIB_DEFAULTS = {
     "dci": {"n_train": 10000, "n_test": 5000, "batch_size": 16, "importance": "gbt"},
     "factor_vae": {
         "batch_size": 64, "n_train": 10000, "n_eval": 5000,
-        "n_variance_estimate": 10000, "threshold": 0.05,
+        "n_variance_estimate": 10000, "threshold": 0.05, "cfasl_compat": False,
     },
     "beta_vae": {"batch_size": 64, "n_train": 10000, "n_eval": 5000},
     "mfvm": {
@@ -68,6 +68,10 @@ def _resolve_params(metrics, dlib_defaults, metric_params):
             raise ValueError(
                 f"metric_params[{name!r}] has unknown key(s) {sorted(bad)}; valid keys: {sorted(allowed)}."
             )
+        if extra.get("cfasl_compat"):
+            # CFASL's protocol: sizes not given explicitly come from its preset
+            for key in ("batch_size", "n_train", "n_eval", "n_variance_estimate", "threshold"):
+                params[key] = None
         params.update(extra)
         resolved[name] = params
     return resolved
@@ -148,7 +152,9 @@ def evaluate(
         Per-metric overrides, e.g. ``{"dci": {"importance": "lasso"}, "mfvm": {"n_fixed":
         [2, 3]}}``. Keys per metric: the preset's keys (``n_train``, ``n_test``,
         ``batch_size``, ``n_bins``, ``continuous_factors``, ``importance``, ``n_eval``,
-        ``n_variance_estimate``, ``threshold``, ``n_fixed``, ``cfasl_compat``), plus
+        ``n_variance_estimate``, ``threshold``, ``n_fixed``, ``cfasl_compat`` -- with
+        ``cfasl_compat=True`` the FactorVAE / mFVM sizes not given explicitly follow
+        CFASL's protocol), plus
         ``estimator_params``/``n_jobs`` for DCI and ``n_jobs`` for SAP. mFVM's ``n_fixed``
         (int or list) defaults to ``2 .. n_factors - 1`` as in the CFASL paper (1 for two
         factors).
@@ -240,13 +246,8 @@ def evaluate(
                 for key in ("disentanglement", "completeness", "informativeness_train", "informativeness_test"):
                     row[f"dci_{key}"] = res[key]
         elif name == "factor_vae":
-            batch_size, n_train, n_eval, n_var, threshold = check_vote_sizes(
-                p["batch_size"], p["n_train"], p["n_eval"], p["n_variance_estimate"], p["threshold"]
-            )
-            res = factor_vae_from_sampler(
-                sampler, rng_for_metric(), batch_size=batch_size, n_train=n_train,
-                n_eval=n_eval, n_variance_estimate=n_var, threshold=threshold,
-            )
+            sizes = resolve_fvm_params(p.pop("cfasl_compat"), **p)
+            res = factor_vae_from_sampler(sampler, rng_for_metric(), **sizes)
             row["factor_vae"] = res["eval_accuracy"]
             row["factor_vae_train"] = res["train_accuracy"]
             row["factor_vae_n_active_dims"] = res["n_active_dims"]

@@ -44,8 +44,11 @@ def factor_vae_from_sampler(sampler, rng, *, batch_size, n_train, n_eval, n_vari
     classifier = np.argmax(train_votes, axis=0)  # majority factor per code dimension
     cols = np.arange(train_votes.shape[1])
     train_accuracy = train_votes[classifier, cols].sum() / train_votes.sum()
-    eval_votes = _votes(sampler, n_eval, batch_size, rng, variances, active)
-    eval_accuracy = eval_votes[classifier, cols].sum() / eval_votes.sum()
+    if n_eval > 0:
+        eval_votes = _votes(sampler, n_eval, batch_size, rng, variances, active)
+        eval_accuracy = eval_votes[classifier, cols].sum() / eval_votes.sum()
+    else:  # CFASL protocol: accuracy on the training votes
+        eval_accuracy = train_accuracy
     return {
         "train_accuracy": float(train_accuracy),
         "eval_accuracy": float(eval_accuracy),
@@ -63,15 +66,28 @@ def check_vote_sizes(batch_size, n_train, n_eval, n_variance_estimate, threshold
     return batch_size, n_train, n_eval, n_variance_estimate, float(threshold)
 
 
+CFASL_PRESET = {"batch_size": 100, "n_train": 800, "n_eval": 0, "n_variance_estimate": 100, "threshold": 0.06}
+REFERENCE_PRESET = {"batch_size": 64, "n_train": 10000, "n_eval": 5000, "n_variance_estimate": 10000, "threshold": 0.05}
+
+
+def resolve_fvm_params(cfasl_compat=False, **params):
+    """Fill None sizes from the reference (or CFASL) preset and validate them."""
+    preset = CFASL_PRESET if cfasl_compat else REFERENCE_PRESET
+    keys = ("batch_size", "n_train", "n_eval", "n_variance_estimate", "threshold")
+    values = [preset[k] if params.get(k) is None else params[k] for k in keys]
+    return dict(zip(keys, check_vote_sizes(*values, min_eval=0)))
+
+
 def factor_vae_score(
     factors,
     codes,
     *,
-    batch_size=64,
-    n_train=10000,
-    n_eval=5000,
-    n_variance_estimate=10000,
-    threshold=0.05,
+    batch_size=None,
+    n_train=None,
+    n_eval=None,
+    n_variance_estimate=None,
+    threshold=None,
+    cfasl_compat=False,
     random_state=None,
     return_details=False,
 ):
@@ -101,15 +117,22 @@ def factor_vae_score(
     codes : array-like or DataFrame of shape (n_samples, n_codes)
         Codes of the pool (posterior means as the reference, or samples for CFASL's
         protocol).
-    batch_size : int, default=64
-        Codes per vote (reference: 64).
-    n_train, n_eval : int, default=10000, 5000
-        Training and evaluation votes (reference: 10 000 and 5 000).
-    n_variance_estimate : int, default=10000
-        Codes used for the global variances (reference: 10 000).
-    threshold : float, default=0.05
-        Prune threshold on the standard deviation (the reference study's gin value; CFASL
-        uses 0.06).
+    batch_size : int, default=None
+        Codes per vote; None means 64 (reference) or 100 (``cfasl_compat``).
+    n_train, n_eval : int, default=None
+        Training and evaluation votes; None means 10 000 and 5 000 (reference) or 800 and
+        0 (``cfasl_compat``). ``n_eval=0`` reports the accuracy on the training votes.
+    n_variance_estimate : int, default=None
+        Codes used for the global variances; None means 10 000 (reference) or 100
+        (``cfasl_compat``).
+    threshold : float, default=None
+        Prune threshold on the standard deviation; None means 0.05 (the reference
+        study's gin value) or 0.06 (``cfasl_compat``).
+    cfasl_compat : bool, default=False
+        The CFASL code's FactorVAE protocol (spec: 100-code variance batch, threshold 0.06,
+        800 votes of 100 codes, majority-vote accuracy on those same votes). CFASL also
+        encodes with *sampled* codes; pass sampled codes to reproduce its numbers. Explicit
+        size arguments override the preset.
     random_state : int, RandomState instance or None, default=None
         Makes the draws, hence the score, reproducible.
     return_details : bool, default=False
@@ -144,19 +167,18 @@ def factor_vae_score(
     >>> codes = np.c_[factors[:, 2], factors[:, 0], factors[:, 1], np.zeros(2000)]
     >>> factor_vae_score(factors, codes, n_train=500, n_eval=200, random_state=0)
     1.0
+    >>> factor_vae_score(factors, codes, cfasl_compat=True, random_state=0)
+    1.0
     """
-    batch_size, n_train, n_eval, n_variance_estimate, threshold = check_vote_sizes(
-        batch_size, n_train, n_eval, n_variance_estimate, threshold
+    sizes = resolve_fvm_params(
+        cfasl_compat, batch_size=batch_size, n_train=n_train, n_eval=n_eval,
+        n_variance_estimate=n_variance_estimate, threshold=threshold,
     )
     factors, codes = check_factors_codes(factors, codes)
     rng = check_random_state(random_state)
     details = factor_vae_from_sampler(
         PoolSampler(factors, codes),
         rng,
-        batch_size=batch_size,
-        n_train=n_train,
-        n_eval=n_eval,
-        n_variance_estimate=n_variance_estimate,
-        threshold=threshold,
+        **sizes,
     )
     return details if return_details else details["eval_accuracy"]

@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 from ._sampling import GeneratorSampler
 from .beta_vae import beta_vae_from_sampler, beta_vae_score
 from .dci import dci
-from .factor_vae import check_vote_sizes, factor_vae_from_sampler, factor_vae_score
+from .factor_vae import factor_vae_from_sampler, factor_vae_score, resolve_fvm_params
 from .mfvm import mfvm, mfvm_from_sampler, resolve_mfvm_params
 from .mig import mig
 from .sap import sap
@@ -147,17 +147,10 @@ class InterventionalScorer:
         params = dict(self.params)
         rng = check_random_state(params.pop("random_state"))
         sampler = GeneratorSampler(estimator, self.dataset, self.encode_batch_size)
+        sizes = {k: params.get(k) for k in ("batch_size", "n_train", "n_eval", "n_variance_estimate", "threshold")}
         if self.metric == "factor_vae":
-            batch_size, n_train, n_eval, n_var, threshold = check_vote_sizes(
-                params.get("batch_size", 64),
-                params.get("n_train", 10000),
-                params.get("n_eval", 5000),
-                params.get("n_variance_estimate", 10000),
-                params.get("threshold", 0.05),
-            )
             res = factor_vae_from_sampler(
-                sampler, rng, batch_size=batch_size, n_train=n_train, n_eval=n_eval,
-                n_variance_estimate=n_var, threshold=threshold,
+                sampler, rng, **resolve_fvm_params(params.get("cfasl_compat", False), **sizes)
             )
         elif self.metric == "beta_vae":
             res = beta_vae_from_sampler(
@@ -166,10 +159,7 @@ class InterventionalScorer:
             )
         else:
             n_fixed, sizes = resolve_mfvm_params(
-                self.dataset.n_factors,
-                params.get("n_fixed", 2),
-                params.get("cfasl_compat", False),
-                **{k: params.get(k) for k in ("batch_size", "n_train", "n_eval", "n_variance_estimate", "threshold")},
+                self.dataset.n_factors, params.get("n_fixed", 2), params.get("cfasl_compat", False), **sizes
             )
             res = mfvm_from_sampler(sampler, rng, n_fixed=n_fixed, **sizes)
         return res["eval_accuracy"]

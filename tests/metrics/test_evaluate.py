@@ -162,9 +162,18 @@ def test_evaluate_random_state_semantics(data, encoder):
     assert df["mig"].iloc[0] == mig(f, c) and df["sap"].iloc[0] == sap(fs, cs, fts, cts)
 
 
+def test_cfasl_compat_in_evaluate(data, encoder):
+    df = evaluate(encoder, data, metrics=("factor_vae", "mfvm"),
+                  metric_params={"factor_vae": {"cfasl_compat": True}, "mfvm": {"cfasl_compat": True}})
+    # CFASL: 800 votes, accuracy on the same votes -> train == reported score
+    assert df["factor_vae"].iloc[0] == df["factor_vae_train"].iloc[0] == 1.0
+    assert df["mfvm_2"].iloc[0] == 1.0
+
+
 def test_presets():
     assert DLIB_DEFAULTS["factor_vae"] == {
         "batch_size": 64, "n_train": 10000, "n_eval": 5000, "n_variance_estimate": 10000, "threshold": 0.05,
+        "cfasl_compat": False,
     }
     assert DLIB_DEFAULTS["mig"]["n_train"] == 10000 and DLIB_DEFAULTS["mig"]["batch_size"] == 16
     assert DLIB_DEFAULTS["sap"]["n_test"] == DLIB_DEFAULTS["dci"]["n_test"] == 5000

@@ -51,6 +51,17 @@ def test_factor_vae_pruning_as_reference(toy_pool):
     assert factor_vae_score(toy_pool, tiny, threshold=0.001, random_state=0, **SMALL) == 1.0
 
 
+def test_factor_vae_cfasl_compat(toy_pool, rng):
+    codes = toy_pool + 0.5 * rng.normal(size=toy_pool.shape)
+    a = factor_vae_score(toy_pool, codes, cfasl_compat=True, random_state=2, return_details=True)
+    b = factor_vae_score(
+        toy_pool, codes, batch_size=100, n_train=800, n_eval=0, n_variance_estimate=100,
+        threshold=0.06, random_state=2, return_details=True,
+    )
+    assert a == b and a["eval_accuracy"] == a["train_accuracy"]
+    assert factor_vae_score(toy_pool, toy_pool * 1.0, cfasl_compat=True, random_state=0) == 1.0
+
+
 def test_factor_vae_redundant_code(toy_pool):
     # factor 0 in two codes: the majority classifier maps both to factor 0 -> still 1.0,
     # but a code mixing factors 1 and 2 loses one of them
