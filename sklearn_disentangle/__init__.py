@@ -9,7 +9,34 @@ Estimators share one contract (:class:`~sklearn_disentangle.base.LatentTransform
 
 from .base import LatentTransformer, all_estimators
 from .cfasl import CFASLVAE
+from .io import (
+    HDF5VolumeReader,
+    MRCReader,
+    ParticleStack,
+    StarReader,
+    parse_ctf,
+    parse_poses,
+    read_mrc,
+    read_star,
+    write_mrc,
+    write_star,
+)
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["LatentTransformer", "all_estimators", "CFASLVAE", "__version__"]
+__all__ = [
+    "LatentTransformer",
+    "all_estimators",
+    "CFASLVAE",
+    "ParticleStack",
+    "MRCReader",
+    "StarReader",
+    "HDF5VolumeReader",
+    "read_mrc",
+    "write_mrc",
+    "read_star",
+    "write_star",
+    "parse_poses",
+    "parse_ctf",
+    "__version__",
+]

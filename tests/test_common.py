@@ -33,6 +33,14 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
 
 
+def assert_same_latents(a, b, est):
+    """Bitwise on CPU (the contract); to float32 rounding on CUDA, whose kernels are not deterministic."""
+    if str(est.net_.device) == "cpu":
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def tiny(cls, **params):
     return cls(**{**cls._tiny_params(), **params})
 
@@ -101,7 +109,7 @@ def test_persistence_round_trip_gives_identical_output(fitted, how, tmp_path):
 def test_same_random_state_gives_bitwise_identical_latents(fitted):
     est, X, _ = fitted
     again = clone(est).fit(X)
-    np.testing.assert_array_equal(again.transform(X), est.transform(X))
+    assert_same_latents(again.transform(X), est.transform(X), est)
     other = clone(est).set_params(random_state=1).fit(X)
     assert not np.array_equal(other.transform(X), est.transform(X))
 
@@ -156,7 +164,7 @@ def test_partial_fit_continues_training(fitted):
     # fit then partial_fit is reproducible under random_state
     a = clone(est).fit(X).partial_fit(X).transform(X)
     b = clone(est).fit(X).partial_fit(X).transform(X)
-    np.testing.assert_array_equal(a, b)
+    assert_same_latents(a, b, est)
 
 
 def test_warm_start_continues_in_memory(fitted):

@@ -17,6 +17,9 @@ from .data import TensorBatchLoader
 
 __all__ = ["DisentangleNet", "NoCriterion"]
 
+# Pickled in place of the ``module`` parameter when it is the trained instance itself.
+_SAME_AS_MODULE_ = "__sklearn_disentangle_module_instance__"
+
 
 class NoCriterion(torch.nn.Module):
     """Placeholder criterion: the module computes its own loss (skorch requires one)."""
@@ -74,6 +77,23 @@ class DisentangleNet(NeuralNet):
         at = next((i for i, (name, _) in enumerate(callbacks) if name == "print_log"), len(callbacks))
         callbacks.insert(at, ("loss_terms", LossTermsLogger()))
         return callbacks
+
+    def __getstate__(self):
+        # Estimators pass an initialised module instance as ``module``, so ``module`` and
+        # ``module_`` are the same object. skorch only routes attributes named ``module_``,
+        # ``optimizer_`` ... through its map_location-aware unpickler; a CUDA ``module``
+        # parameter pickled the plain way cannot be loaded on a CPU-only machine. Store a
+        # marker instead and restore the reference from ``module_`` when loading.
+        state = super().__getstate__()
+        if isinstance(state.get("module"), torch.nn.Module) and state["module"] is self.__dict__.get("module_"):
+            state["module"] = _SAME_AS_MODULE_
+        return state
+
+    def __setstate__(self, state):
+        same = isinstance(state.get("module"), str) and state["module"] == _SAME_AS_MODULE_
+        super().__setstate__(state)
+        if same:
+            self.module = self.module_
 
     def _compute_terms(self, Xi, training):
         Xi = to_tensor(Xi, device=self.device)

@@ -148,3 +148,26 @@ def test_numpy_input_and_fit_reproducible_under_seed():
     assert a.history[:, "train_mse"] == b.history[:, "train_mse"]
     for pa, pb in zip(a.module_.parameters(), b.module_.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_pickle_does_not_serialise_the_module_instance_outside_skorch_cuda_path():
+    """The ``module`` param is the trained instance; it must travel only as ``module_``.
+
+    skorch maps ``module_``/``optimizer_`` to the CPU when CUDA is absent at load time, but
+    pickles other attributes as they are, so a CUDA ``module`` parameter would make a
+    GPU-trained estimator impossible to load on a CPU-only machine (tests/test_gpu.py runs
+    the real round trip on a GPU machine).
+    """
+    import pickle
+
+    import numpy as np
+
+    from sklearn_disentangle import CFASLVAE
+
+    X = (np.random.RandomState(0).rand(16, 16, 16) > 0.5).astype(np.float32)
+    est = CFASLVAE(z_dim=2, max_epochs=1, random_state=0).fit(X)
+    state = est.net_.__getstate__()
+    assert isinstance(state["module"], str)
+    loaded = pickle.loads(pickle.dumps(est))
+    assert loaded.net_.module is loaded.net_.module_
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
