@@ -78,7 +78,9 @@ def test_dci_closed_forms_and_permutation(pool, rng):
     s = dci(factors, codes, random_state=0)
     assert s["disentanglement"] > 0.99 and s["completeness"] > 0.99
     assert s["informativeness_test"] == 1.0
-    assert set(s) == {"disentanglement", "completeness", "informativeness_train", "informativeness_test", "importance_matrix"}
+    assert set(s) == {
+        "disentanglement", "completeness", "informativeness_train", "informativeness_test", "importance_matrix",
+    }
     perm = [2, 3, 0, 1]
     p = dci(factors, codes[:, perm], random_state=0)
     assert p["disentanglement"] == pytest.approx(s["disentanglement"], abs=1e-9)

@@ -54,7 +54,11 @@ def test_transform_scorers_value(xy):
 def test_gridsearch_transform_called_once_per_fold(xy):
     X, factors = xy
     grid = {"mix": [0.0, 0.7]}
-    scoring = {"mig": get_scorer("mig"), "sap": get_scorer("sap"), "dci": get_scorer("dci_disentanglement", importance="lasso")}
+    scoring = {
+        "mig": get_scorer("mig"),
+        "sap": get_scorer("sap"),
+        "dci": get_scorer("dci_disentanglement", importance="lasso"),
+    }
     search = GridSearchCV(LinearEncoder(), grid, scoring=scoring, refit="mig", cv=KFold(3)).fit(X, factors)
     # 2 candidates x 3 folds, one transform call each for all three metrics
     assert len(LinearEncoder.calls) == 6
@@ -173,7 +177,8 @@ def test_gridsearch_over_cfasl_beta_on_sprites():
         "fvm": get_scorer("factor_vae", n_train=100, n_eval=50, threshold=0.0),
     }
     est = CFASLVAE(z_dim=4, max_epochs=1, batch_size=64, random_state=0)
-    search = GridSearchCV(est, {"beta": [1.0, 4.0]}, scoring=scoring, refit="mig", cv=KFold(2, shuffle=True, random_state=0))
+    cv = KFold(2, shuffle=True, random_state=0)
+    search = GridSearchCV(est, {"beta": [1.0, 4.0]}, scoring=scoring, refit="mig", cv=cv)
     search.fit(X, factors)
     res = search.cv_results_
     for name in ("mig", "dci", "fvm"):
