@@ -57,7 +57,7 @@ class DisentangleNet(NeuralNet):
     ...         return {"loss": mse, "mse": mse}
     >>> net = DisentangleNet(Tiny, max_epochs=2, verbose=0).fit(torch.randn(32, 2))
     >>> sorted(k for k in net.history[-1] if k.startswith("train_"))
-    ['train_batch_count', 'train_loss', 'train_mse']
+    ['train_batch_count', 'train_loss', 'train_loss_best', 'train_mse']
     """
 
     def __init__(self, module, *args, criterion=NoCriterion, optimizer=torch.optim.Adam,
