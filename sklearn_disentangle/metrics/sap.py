@@ -91,7 +91,7 @@ def sap_score_matrix(
         for i in range(n_codes)
         for j in range(n_factors)
     )
-    values = Parallel(n_jobs=n_jobs)(jobs)
+    values = Parallel(n_jobs=n_jobs, prefer="threads")(jobs)  # liblinear releases the GIL
     return np.asarray(values, dtype=np.float64).reshape(n_codes, n_factors)
 
 

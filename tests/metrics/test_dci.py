@@ -116,6 +116,8 @@ def test_dci_estimator_params_and_determinism(pool):
     a = dci(factors, codes, importance="random_forest", estimator_params={"n_estimators": 5}, random_state=3)
     b = dci(factors, codes, importance="random_forest", estimator_params={"n_estimators": 5}, random_state=3)
     np.testing.assert_array_equal(a["importance_matrix"], b["importance_matrix"])
+    c = dci(factors, codes, importance="random_forest", estimator_params={"n_estimators": 5}, random_state=3, n_jobs=2)
+    np.testing.assert_array_equal(a["importance_matrix"], c["importance_matrix"])
 
 
 def test_dci_errors(pool):

@@ -92,6 +92,7 @@ def test_sap_dataframe_and_determinism(binary_pool):
     factors, codes = binary_pool
     a = sap(pd.DataFrame(factors), pd.DataFrame(codes), random_state=0)
     assert a == sap(factors, codes, random_state=0) == sap(factors, codes, random_state=1)
+    assert a == sap(factors, codes, random_state=0, n_jobs=2)
 
 
 def test_sap_errors(binary_pool):
