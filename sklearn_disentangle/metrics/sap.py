@@ -152,6 +152,13 @@ def sap(
     --------
     sap_score_matrix : the underlying (n_codes, n_factors) matrix.
 
+    Notes
+    -----
+    The reference ran ``LinearSVC`` with the then-default ``dual=True``; scikit-learn
+    >= 1.5 picks the primal solver for a single feature (``dual="auto"``). Both solve the
+    same convex problem, so accuracies agree up to points lying within the solver's
+    tolerance of a decision boundary.
+
     References
     ----------
     Kumar, Sattigeri, Balakrishnan, "Variational Inference of Disentangled Latent
