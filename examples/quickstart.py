@@ -3,7 +3,8 @@
 Generates the dSprites factor grid in code (nothing downloads), fits
 ``CFASLVAE(model_type="betavae")`` with a progress bar that prints the reconstruction
 error of every epoch, scores the latent code against the known factors, and saves a
-figure of reconstructions and latent traversals under ``outputs/``.
+figure of reconstructions and latent traversals under ``outputs/``. It then scores the
+code with MIG, SAP, DCI and the FactorVAE score against the known factors.
 
 Run with ``make demo`` or ``python examples/quickstart.py [--epochs N]``.
 """
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 
 from sklearn_disentangle import CFASLVAE
 from sklearn_disentangle.datasets import make_dsprites_like
+from sklearn_disentangle.metrics import evaluate
 from sklearn_disentangle.plotting import plot_latent_traversals, plot_reconstructions
 
 
@@ -44,7 +46,7 @@ def main(argv=None):
     codes = vae.transform(X)
     active = np.flatnonzero(codes.std(axis=0) > 0.1)
     print(f"latent code: {codes.shape}, {len(active)} active dimensions {active.tolist()}")
-    report_metrics(factors, codes)
+    report_metrics(vae, data)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,18 +60,18 @@ def main(argv=None):
     print(f"total time {time.perf_counter() - t0:.0f} s")
 
 
-def report_metrics(factors, codes):
-    """Disentanglement scores of the codes against the known factors (pool form)."""
-    try:
-        from sklearn_disentangle import metrics
-    except ImportError:  # metrics land with their own issue
-        return
-    mig = metrics.mig(factors, codes)
-    sap = metrics.sap(factors, codes, random_state=0)
-    dci = metrics.dci(factors, codes, importance="hist_gbt", random_state=0)
-    fvm = metrics.factor_vae_score(factors, codes, n_train=2000, n_eval=1000, random_state=0)
-    print(f"MIG {mig:.3f}   SAP {sap:.3f}   DCI disentanglement {dci['disentanglement']:.3f}   "
-          f"completeness {dci['completeness']:.3f}   FactorVAE score {fvm:.3f}")
+def report_metrics(vae, data):
+    """Disentanglement scores of the fitted model (generator form, disentanglement_lib protocol).
+
+    Reference definitions with smaller sample sizes (metrics.evaluate's fast preset: MIG/SAP on
+    10 000 / 5 000 samples, DCI on 2 000 / 1 000, FactorVAE score from 1 000 / 500 votes); DCI
+    uses histogram gradient boosting instead of the reference's (4x slower) GradientBoosting.
+    """
+    scores = evaluate(vae, data, metrics=("mig", "sap", "dci", "factor_vae"), random_state=0,
+                      metric_params={"dci": {"importance": "hist_gbt"}})
+    row = scores.iloc[0]
+    print(f"MIG {row['mig']:.3f}   SAP {row['sap']:.3f}   DCI disentanglement {row['dci_disentanglement']:.3f}   "
+          f"completeness {row['dci_completeness']:.3f}   FactorVAE score {row['factor_vae']:.3f}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,23 @@ as scikit-learn estimators (PyTorch + skorch).
 Estimators share one contract (:class:`~sklearn_disentangle.base.LatentTransformer`):
 ``fit`` / ``partial_fit`` / ``transform`` (latent codes) / ``inverse_transform``
 (reconstructions) / ``score``. Ground-truth data generators live in
-:mod:`sklearn_disentangle.datasets`.
+:mod:`sklearn_disentangle.datasets`, disentanglement metrics and scorers in
+:mod:`sklearn_disentangle.metrics`, cryo-EM and volume readers in :mod:`sklearn_disentangle.io`.
 """
 
 from .base import LatentTransformer, all_estimators
 from .cfasl import CFASLVAE
+from .metrics import (
+    beta_vae_score,
+    dci,
+    evaluate,
+    factor_vae_score,
+    get_scorer,
+    get_scorer_names,
+    mfvm,
+    mig,
+    sap,
+)
 from .io import (
     HDF5VolumeReader,
     MRCReader,
@@ -38,5 +50,14 @@ __all__ = [
     "write_star",
     "parse_poses",
     "parse_ctf",
+    "mig",
+    "sap",
+    "dci",
+    "factor_vae_score",
+    "beta_vae_score",
+    "mfvm",
+    "evaluate",
+    "get_scorer",
+    "get_scorer_names",
     "__version__",
 ]

@@ -146,6 +146,14 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         Number of values per sample (product of ``image_shape_``).
     feature_names_in_ : ndarray of str
         Column names, when X was a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> from sklearn_disentangle import CFASLVAE, LatentTransformer
+    >>> issubclass(CFASLVAE, LatentTransformer)
+    True
+    >>> sorted(CFASLVAE().get_params())[:4]
+    ['batch_size', 'beta', 'callbacks', 'checkpoint_dir']
     """
 
     #: Number of spatial dimensions of image input (2: images; 3: volumes).

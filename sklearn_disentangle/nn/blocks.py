@@ -163,14 +163,28 @@ class MLPDecoder(nn.Module):
 
 
 def make_encoder(input_shape, out_dim):
-    """:class:`ConvEncoder` for image shapes ``(C, ...)``, :class:`MLPEncoder` for ``(n_features,)``."""
+    """:class:`ConvEncoder` for image shapes ``(C, ...)``, :class:`MLPEncoder` for ``(n_features,)``.
+
+    Examples
+    --------
+    >>> from sklearn_disentangle.nn import make_encoder
+    >>> type(make_encoder((1, 32, 32), 64)).__name__, type(make_encoder((10,), 64)).__name__
+    ('ConvEncoder', 'MLPEncoder')
+    """
     if len(input_shape) == 1:
         return MLPEncoder(input_shape[0], out_dim, hidden_dim=max(2 * out_dim, 64))
     return ConvEncoder(input_shape, out_dim)
 
 
 def make_decoder(z_dim, output_shape, hidden_dim):
-    """:class:`ConvDecoder` for image shapes, :class:`MLPDecoder` for flat ones."""
+    """:class:`ConvDecoder` for image shapes, :class:`MLPDecoder` for flat ones.
+
+    Examples
+    --------
+    >>> from sklearn_disentangle.nn import make_decoder
+    >>> type(make_decoder(4, (1, 32, 32), 64)).__name__, type(make_decoder(4, (10,), 64)).__name__
+    ('ConvDecoder', 'MLPDecoder')
+    """
     if len(output_shape) == 1:
         return MLPDecoder(z_dim, output_shape, hidden_dim=max(hidden_dim, 64))
     return ConvDecoder(z_dim, output_shape, hidden_dim)

@@ -10,11 +10,10 @@ from .callbacks import (
     ProgressBar,
 )
 from .data import TensorBatchLoader, as_batch_source, to_batch_tensor
-from .net import DisentangleNet, NoCriterion
+from .net import DisentangleNet
 
 __all__ = [
     "DisentangleNet",
-    "NoCriterion",
     "TensorBatchLoader",
     "as_batch_source",
     "to_batch_tensor",

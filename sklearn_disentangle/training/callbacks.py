@@ -212,7 +212,16 @@ class LossTermsLogger(Callback):
 
     The net stores each batch's detached terms; this callback averages them at the end of
     the epoch into ``history[-1]["train_<term>"]`` (and ``valid_<term>``), keeping a single
-    host synchronisation per term and epoch.
+    host synchronisation per term and epoch. Every :class:`DisentangleNet` has it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_disentangle import CFASLVAE
+    >>> X = (np.random.RandomState(0).rand(16, 16, 16) > 0.5).astype(np.float32)
+    >>> est = CFASLVAE(z_dim=2, max_epochs=1, random_state=0).fit(X)
+    >>> sorted(k for k in est.history_[-1] if k in ("train_recon", "train_kl"))
+    ['train_kl', 'train_recon']
     """
 
     def on_epoch_begin(self, net, **kwargs):
@@ -230,7 +239,13 @@ class ProgressBar(Callback):
     """tqdm progress: one bar over epochs, one over the batches of the current epoch.
 
     Shows the running mean of the loss on the batch bar and every named loss term of the
-    finished epoch on the epoch bar (used for ``verbose=1``).
+    finished epoch on the epoch bar, and writes one line per epoch (used for
+    ``verbose=1``).
+
+    Examples
+    --------
+    >>> from sklearn_disentangle import CFASLVAE
+    >>> vae = CFASLVAE(verbose=1)  # adds ProgressBar() to the net's callbacks at fit
     """
 
     def __init__(self, leave=True):

@@ -20,6 +20,13 @@ def to_batch_tensor(arr):
 
     (torch cannot wrap read-only memory; copying one batch keeps memory-mapped and
     read-only inputs untouched at the cost of a batch-sized copy.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_disentangle.training import to_batch_tensor
+    >>> to_batch_tensor(np.ones((2, 3), np.float32)).shape
+    torch.Size([2, 3])
     """
     arr = np.ascontiguousarray(arr)
     return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
@@ -31,6 +38,16 @@ def as_batch_source(X):
     In-memory, writable, C-contiguous ndarrays become tensors sharing their memory;
     memory-mapped or read-only arrays stay NumPy (converted one batch at a time, so a stack
     larger than memory is never loaded whole); dicts are converted entry by entry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_disentangle.training import as_batch_source
+    >>> type(as_batch_source(np.zeros((4, 2), np.float32))).__name__
+    'Tensor'
+    >>> ro = np.zeros((4, 2), np.float32); ro.flags.writeable = False
+    >>> type(as_batch_source(ro)).__name__
+    'ndarray'
     """
     if isinstance(X, dict):
         return {k: as_batch_source(v) for k, v in X.items()}
