@@ -6,7 +6,8 @@ import torch
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
-from sklearn_disentangle.training import DisentangleNet, LossTermsLogger, NoCriterion, TensorBatchLoader
+from sklearn_disentangle.training import DisentangleNet, LossTermsLogger, TensorBatchLoader
+from sklearn_disentangle.training.net import NoCriterion
 
 
 class Tiny(torch.nn.Module):
