@@ -43,6 +43,8 @@ def embed_latents(codes, method="pca", *, random_state=None, **kwargs):
     if method == "umap":
         import umap  # lazy: heavy import and JIT
 
+        if random_state is not None:
+            kwargs.setdefault("n_jobs", 1)  # a seeded UMAP is single-threaded anyway; say so to silence it
         return umap.UMAP(n_components=2, random_state=random_state, **kwargs).fit_transform(codes)
     raise ValueError(f"method must be 'pca' or 'umap', got {method!r}.")
 

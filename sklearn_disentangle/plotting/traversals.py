@@ -16,6 +16,18 @@ def _as_display(img):
     return np.clip(img, 0, 1) if img.ndim == 3 else img
 
 
+def _image_grid(fig, grid, cmap):
+    """Draw ``grid[r][c]`` images into ``fig`` without ticks; return the axes array."""
+    rows, cols = len(grid), len(grid[0])
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            axes[r, c].imshow(_as_display(grid[r][c]), cmap=cmap, vmin=0, vmax=1)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+    return axes
+
+
 def latent_traversals(estimator, x, *, dims=None, n_steps=7, span=2.5, values=None):
     """Decode a reference image's code with one latent dimension swept at a time.
 
@@ -89,15 +101,9 @@ def plot_latent_traversals(estimator, x, *, dims=None, n_steps=7, span=2.5, titl
     dims = list(range(grid.shape[0])) if dims is None else list(dims)
     rows, cols = grid.shape[:2]
     fig = Figure(figsize=(1.1 * cols + 0.6, 1.1 * rows + 0.4)) if fig is None else fig
-    axes = fig.subplots(rows, cols, squeeze=False)
+    axes = _image_grid(fig, grid, cmap)
     for r in range(rows):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.imshow(_as_display(grid[r, c]), cmap=cmap, vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(f"z{dims[r]}", rotation=0, labelpad=14)
+        axes[r, 0].set_ylabel(f"z{dims[r]}", rotation=0, labelpad=14)
     fig.suptitle(title or f"{type(estimator).__name__}: latent traversals (+-{span})")
     return fig
 
@@ -124,13 +130,7 @@ def plot_reconstructions(estimator, X, *, n=8, cmap="gray", title=None, fig=None
     X = np.asarray(X)[:n]
     rec = estimator.inverse_transform(estimator.transform(X))
     fig = Figure(figsize=(1.1 * len(X) + 0.6, 2.6)) if fig is None else fig
-    axes = fig.subplots(2, len(X), squeeze=False)
-    for i in range(len(X)):
-        for row, img in ((0, X[i]), (1, rec[i])):
-            ax = axes[row, i]
-            ax.imshow(_as_display(img), cmap=cmap, vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
+    axes = _image_grid(fig, [X, rec], cmap)
     axes[0, 0].set_ylabel("input")
     axes[1, 0].set_ylabel("recon")
     fig.suptitle(title or f"{type(estimator).__name__}: reconstructions")
