@@ -5,6 +5,7 @@ work headless and never touch global figure state; save them with ``fig.savefig(
 """
 
 from .latents import embed_latents, plot_latents
+from .symmetries import plot_symmetry_actions, symmetry_actions
 from .traversals import latent_traversals, plot_latent_traversals, plot_reconstructions
 
 __all__ = [
@@ -13,4 +14,6 @@ __all__ = [
     "plot_reconstructions",
     "embed_latents",
     "plot_latents",
+    "symmetry_actions",
+    "plot_symmetry_actions",
 ]

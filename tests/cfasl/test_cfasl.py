@@ -21,8 +21,16 @@ def sprites():
     return X, factors
 
 
+MODEL_TYPES = ["betavae", "betatcvae", "controlvae", "commutativevae",
+               "cfasl_betavae", "cfasl_betatcvae", "cfasl_controlvae", "cfasl_commutativevae"]
+
+
 def test_registry_of_model_types():
-    assert set(OBJECTIVES) == {"betavae", "betatcvae"}
+    assert sorted(OBJECTIVES) == sorted(MODEL_TYPES)
+    for name, cls in OBJECTIVES.items():
+        assert cls.codebook == name.startswith("cfasl_")
+        assert cls.lie_group == name.endswith("commutativevae")
+        assert cls.controlled == name.endswith("controlvae")
 
 
 def test_gaussian_kl_closed_form():
@@ -175,3 +183,150 @@ def test_beta_controls_the_kl(sprites):
         est = CFASLVAE(z_dim=4, beta=beta, max_epochs=3, batch_size=32, lr=2e-3, random_state=0).fit(X)
         kl[beta] = est.history_[-1, "train_kl"]
     assert kl[8.0] < 0.5 * kl[0.1], kl
+
+
+# ---------------------------------------------------------------- every model type
+
+def tiny_cfasl(model_type, **kw):
+    return CFASLVAE(**{**dict(z_dim=3, model_type=model_type, n_subsections=2, max_epochs=1, batch_size=16,
+                              lr=1e-3, random_state=0), **kw})
+
+
+@pytest.fixture(scope="module")
+def tiny_X():
+    _, X = make_dsprites_like(resolution=16).sample(48, random_state=0)
+    return X
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_contract_essentials_for_every_model_type(model_type, tiny_X):
+    import pickle
+
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    X = tiny_X
+    est = tiny_cfasl(model_type)
+    assert est.fit(X) is est
+    Z = est.transform(X)
+    assert Z.shape == (len(X), 3) and Z.dtype == np.float32 and np.isfinite(Z).all()
+    assert est.inverse_transform(Z).shape == X.shape
+    assert np.isfinite(est.score(X))
+    row = est.history_[-1]
+    terms = [k for k in row if k.startswith("train_") and k not in ("train_loss", "train_batch_count")]
+    assert all(np.isfinite(row[k]) for k in terms)
+    if model_type.startswith("cfasl_"):
+        assert {"train_parallel", "train_perpendicular", "train_commutativity", "train_sparsity",
+                "train_prediction", "train_enc_equivariance", "train_dec_equivariance"} <= set(row)
+    twin = clone(est)
+    assert twin.get_params() == est.get_params() and not hasattr(twin, "net_")
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(loaded.transform(X), Z)
+    assert loaded.score(X) == est.score(X)
+    # same random_state -> identical latents
+    np.testing.assert_array_equal(clone(est).fit(X).transform(X), Z)
+    search = GridSearchCV(clone(est), {"beta": [1.0, 2.0]}, cv=2).fit(X)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("model_type", ["controlvae", "commutativevae", "cfasl_betatcvae", "cfasl_commutativevae"])
+def test_sklearn_check_estimator_for_new_model_types(model_type):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    # sklearn's checks feed unscaled data (e.g. N(100, 1) features): beta-TCVAE's MI term
+    # then pushes log-variances up until exp overflows unless they are bounded
+    check_estimator(tiny_cfasl(model_type, z_dim=2, max_epochs=1))
+
+
+@pytest.mark.parametrize("model_type", ["cfasl_betavae", "cfasl_commutativevae"])
+@pytest.mark.parametrize("n", [1, 15, 17])
+def test_odd_and_single_sample_batches_do_not_crash(model_type, n, tiny_X):
+    est = tiny_cfasl(model_type, batch_size=n).fit(tiny_X[:max(n, 17)])
+    assert np.isfinite(est.history_[-1, "train_loss"])
+    single = tiny_cfasl(model_type, batch_size=4).fit(tiny_X[:1])
+    assert single.history_[-1, "train_prediction"] == 0.0  # no pair in a batch of one
+
+
+def test_selector_has_its_own_learning_rate(tiny_X):
+    est = tiny_cfasl("cfasl_betavae", lr=1e-3).fit(tiny_X)
+    groups = est.net_.optimizer_.param_groups
+    sel = [g for g in groups if any(p is est.net_.module_.codebook.selector.weight for p in g["params"])]
+    assert len(sel) == 1 and sel[0]["lr"] == pytest.approx(2e-4)
+    rest = [g for g in groups if g is not sel[0]]
+    assert all(g["lr"] == pytest.approx(1e-3) for g in rest)
+    assert any(p is est.net_.module_.codebook.generators for g in rest for p in g["params"])
+    est = tiny_cfasl("cfasl_betavae", selector_lr=5e-5).fit(tiny_X)
+    assert sorted(g["lr"] for g in est.net_.optimizer_.param_groups) == [5e-5, 1e-3]
+    # baselines have a single group
+    assert len(tiny_cfasl("betavae").fit(tiny_X).net_.optimizer_.param_groups) == 1
+
+
+def test_symmetries_and_apply_symmetry(tiny_X):
+    import scipy.linalg
+
+    est = tiny_cfasl("cfasl_betavae").fit(tiny_X)
+    G = est.symmetries_
+    assert G.shape == (3, 2, 3, 3)
+    np.testing.assert_allclose(est.symmetry_elements_[1, 0], scipy.linalg.expm(G[1, 0].astype(np.float64)),
+                               rtol=1e-4, atol=1e-5)
+    Z = est.transform(tiny_X[:5])
+    one = est.apply_symmetry(Z, section=1, subsection=0)
+    np.testing.assert_allclose(one, Z @ scipy.linalg.expm(G[1, 0].astype(np.float64)), rtol=1e-4, atol=1e-5)
+    many = est.apply_symmetry(Z, section=1, subsection=0, steps=[-1.0, 0.0, 1.0])
+    assert many.shape == (3, 5, 3)
+    np.testing.assert_allclose(many[1], Z, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(est.apply_symmetry(many[2], 1, 0, steps=-1.0), Z, rtol=1e-3, atol=1e-4)
+    mean = est.apply_symmetry(Z, section=2, steps=1.0)  # mean of the section's sub-symmetries
+    np.testing.assert_allclose(mean, Z @ scipy.linalg.expm(G[2].mean(0).astype(np.float64)), rtol=1e-4, atol=1e-5)
+    imgs = est.apply_symmetry(Z, section=0, steps=[0.0, 1.0], decode=True)
+    assert imgs.shape == (2, 5, 16, 16)
+    with pytest.raises(ValueError, match="section must be"):
+        est.apply_symmetry(Z, section=3)
+    with pytest.raises(ValueError, match="subsection must be"):
+        est.apply_symmetry(Z, section=0, subsection=2)
+    with pytest.raises(ValueError, match="columns"):
+        est.apply_symmetry(Z[:, :2], section=0)
+    base = tiny_cfasl("betavae").fit(tiny_X)
+    with pytest.raises(AttributeError, match="no symmetry codebook"):
+        base.symmetries_
+    with pytest.raises(AttributeError, match="no Lie-algebra basis"):
+        base.lie_basis_
+    assert tiny_cfasl("commutativevae").fit(tiny_X).lie_basis_.shape == (3, 3, 3)
+
+
+def test_plot_symmetry_actions(tiny_X):
+    from sklearn_disentangle.plotting import plot_symmetry_actions, symmetry_actions
+
+    est = tiny_cfasl("cfasl_controlvae").fit(tiny_X)
+    grid = symmetry_actions(est, tiny_X[0], sections=[0, 2], subsection=1, steps=[-2, 0, 2])
+    assert grid.shape == (2, 3, 16, 16)
+    np.testing.assert_allclose(grid[0, 1], est.inverse_transform(est.transform(tiny_X[:1]))[0], atol=1e-5)
+    fig = plot_symmetry_actions(est, tiny_X[0], sections=[0, 2], steps=[-2, 0, 2], traversals=True)
+    assert len(fig.axes) == 12
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"th": 0.0}, "th"),
+    ({"th": -0.1}, "th"),
+    ({"n_subsections": 0}, "n_subsections"),
+    ({"n_subsections": 2.5}, "n_subsections"),
+    ({"c": 0.0}, "'c'"),
+    ({"rec": -1.0}, "rec"),
+    ({"epsilon": -1.0}, "epsilon"),
+    ({"gumbel_tau": 0.0}, "gumbel_tau"),
+    ({"selector_lr": 0.0}, "selector_lr"),
+    ({"model_type": "groupvae"}, "model_type"),
+])
+def test_bad_parameters_raise_clear_errors(params, match, tiny_X):
+    with pytest.raises(ValueError, match=match):
+        tiny_cfasl(**{"model_type": "cfasl_betavae", **params}).fit(tiny_X)
+
+
+def test_cfasl_short_fit_lowers_the_terms_that_should_fall():
+    _, X = make_dsprites_like(resolution=16).sample(256, random_state=0)
+    est = CFASLVAE(z_dim=4, model_type="cfasl_betavae", n_subsections=2, max_epochs=3, batch_size=32, lr=2e-3,
+                   codebook_init_std=0.5, random_state=0).fit(X)
+    h = est.history_
+    for term in ("loss", "recon", "dec_equivariance", "enc_equivariance", "commutativity", "sparsity"):
+        values = h[:, f"train_{term}"]
+        assert values[-1] < values[0], (term, values)
