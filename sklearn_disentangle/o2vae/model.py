@@ -137,6 +137,23 @@ class E2Encoder(nn.Module):
             self.global_pool = enn.PointwiseAdaptiveMaxPool(in_type, 1)
         self.head = _head(self.n_invariants, out_dim)
         _basis_buffers_not_persistent(self)
+        self._convs = [m for m in self.modules() if isinstance(m, enn.R2Conv)]
+        self._derived_buffers_not_persistent()
+        self.register_load_state_dict_post_hook(_rebuild_filters_after_load)
+
+    # e2cnn's R2Conv caches its expanded filter as a buffer in eval mode only, so its
+    # state_dict would depend on the mode; the cache is derived from the weights, so it is
+    # left out of the state_dict and rebuilt after loading.
+    def _derived_buffers_not_persistent(self):
+        for conv in self._convs:
+            for name in ("filter", "expanded_bias"):
+                if conv._buffers.get(name) is not None:
+                    conv.register_buffer(name, conv._buffers.pop(name), persistent=False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._derived_buffers_not_persistent()
+        return self
 
     # e2cnn's field types hold lambdas and a module reference, which do not pickle: an
     # encoder pickles (and deep-copies) as its constructor arguments and its state_dict.
@@ -154,6 +171,12 @@ class E2Encoder(nn.Module):
             h = block(h)
         h = self.global_pool(h).tensor.flatten(1)
         return self.head(h)
+
+
+def _rebuild_filters_after_load(module, incompatible_keys):
+    if not module.training:  # eval mode: recompute the cached filters from the loaded weights
+        module.train(True)
+        module.train(False)
 
 
 def _basis_buffers_not_persistent(module):
