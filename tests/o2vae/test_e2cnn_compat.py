@@ -82,7 +82,7 @@ def test_paper_encoder_reproduces_the_reference_parameter_count_and_invariance()
     unpatched) has 169,504 parameters at z_dim=64 and 24 invariant channels."""
     from sklearn_disentangle.o2vae.model import E2Encoder
 
-    enc = E2Encoder(1, 128, side=32)
+    enc = E2Encoder(1, 128, side=32, field_pool="norm_max")
     assert sum(p.numel() for p in enc.parameters()) == 169_504
     assert enc.n_invariants == 24
     x = torch.rand(4, 1, 32, 32)
