@@ -171,6 +171,9 @@ class E2Encoder(nn.Module):
 
     def __setstate__(self, state):
         self.__init__(**state["init_args"])
+        tensors = list(state["state_dict"].values())
+        if tensors:  # rebuild on the device the weights were saved from (or mapped to)
+            self.to(tensors[0].device)
         self.train(state["training"])
         self.load_state_dict(state["state_dict"])
 
