@@ -26,6 +26,7 @@ mirror, reports
 Usage::
 
     python benchmarks/o2vae_invariance.py --quick            # CPU smoke run (tiny widths)
+    python benchmarks/o2vae_invariance.py --tiny --n-train 512 --epochs 10   # longer CPU run
     python benchmarks/o2vae_invariance.py --device cuda --write-results benchmarks/results/o2vae_invariance.md
 """
 
@@ -52,7 +53,7 @@ ANGLES = np.arange(0, 360, 15.0)
 def models(args):
     common = {"z_dim": args.z_dim, "max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "device": args.device, "random_state": 0}
-    if args.quick:
+    if args.quick or args.tiny:
         e2w, cw = (3, 4, 4, 6), (8, 16, 32)
     else:
         e2w, cw = None, None  # the paper's e2cnn widths; (32, 64, 128, 128) for the CNNs
@@ -140,6 +141,7 @@ def main():
     parser.add_argument("--z-dim", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="tiny widths, few samples and epochs (CPU smoke run)")
+    parser.add_argument("--tiny", action="store_true", help="tiny widths (as --quick) with the given sizes/epochs")
     parser.add_argument("--only", nargs="*", help="substrings of the model names to run")
     parser.add_argument("--cpu-step-timing", action="store_true",
                         help="only time CPU training steps of each encoder (paper widths, batch 32)")
@@ -181,7 +183,7 @@ def main():
     header = (f"Setup: {args.n_train} training digits at {args.resolution} px, random angle (360 classes) and "
               f"mirror; {args.n_test} held-out upright digits x 48 orientations for evaluation. "
               f"{args.epochs} epochs, batch {args.batch_size}, Adam {args.lr}, z_dim {args.z_dim}, "
-              f"{'tiny widths (--quick)' if args.quick else 'paper widths (e2cnn) / (32, 64, 128, 128) CNNs'}. "
+              f"{'tiny widths (3, 4, 4, 6) e2cnn / (8, 16, 32) CNNs' if args.quick or args.tiny else 'paper widths (e2cnn) / (32, 64, 128, 128) CNNs'}. "
               f"Device: {gpu or device} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} CPU threads).")
     lines = [header, "", "| model | d4_rel | angle_rel | rot_vs_digit | acc | ari | s/step | final loss |",
