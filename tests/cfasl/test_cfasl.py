@@ -229,7 +229,7 @@ def test_contract_essentials_for_every_model_type(model_type, tiny_X):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
-@pytest.mark.parametrize("model_type", ["controlvae", "commutativevae", "cfasl_betatcvae", "cfasl_commutativevae"])
+@pytest.mark.parametrize("model_type", MODEL_TYPES[1:])  # betavae: tests/test_common.py
 def test_sklearn_check_estimator_for_new_model_types(model_type):
     from sklearn.utils.estimator_checks import check_estimator
 
@@ -330,3 +330,13 @@ def test_cfasl_short_fit_lowers_the_terms_that_should_fall():
     for term in ("loss", "recon", "dec_equivariance", "enc_equivariance", "commutativity", "sparsity"):
         values = h[:, f"train_{term}"]
         assert values[-1] < values[0], (term, values)
+
+
+@pytest.mark.parametrize("model_type", ["cfasl_betavae", "cfasl_commutativevae"])
+def test_three_channel_grey_images(model_type):
+    rng = np.random.RandomState(0)
+    X = rng.rand(32, 3, 16, 16).astype(np.float32)  # not binary: Gaussian likelihood
+    est = tiny_cfasl(model_type).fit(X)
+    assert est.reconstruction_ == "gaussian"
+    assert est.inverse_transform(est.transform(X)).shape == X.shape
+    assert est.net_.module_.fc_mu is not None and np.isfinite(est.history_[-1, "train_dec_equivariance"])
