@@ -322,12 +322,19 @@ def test_bad_parameters_raise_clear_errors(params, match, tiny_X):
         tiny_cfasl(**{"model_type": "cfasl_betavae", **params}).fit(tiny_X)
 
 
-def test_cfasl_short_fit_lowers_the_terms_that_should_fall():
+@pytest.mark.parametrize("model_type, init_std, falling", [
+    ("cfasl_betavae", 0.5, ("loss", "recon", "dec_equivariance", "enc_equivariance", "commutativity", "sparsity")),
+    ("cfasl_betatcvae", 1.0, ("loss", "recon", "dec_equivariance", "enc_equivariance", "commutativity", "sparsity",
+                              "parallel", "prediction")),
+    # codebook starts at N(0, 1e-6): commutativity and sparsity are ~0 from the start
+    ("cfasl_commutativevae", 1.0, ("loss", "recon", "dec_equivariance", "enc_equivariance", "parallel")),
+])
+def test_cfasl_short_fit_lowers_the_terms_that_should_fall(model_type, init_std, falling):
     _, X = make_dsprites_like(resolution=16).sample(256, random_state=0)
-    est = CFASLVAE(z_dim=4, model_type="cfasl_betavae", n_subsections=2, max_epochs=3, batch_size=32, lr=2e-3,
-                   codebook_init_std=0.5, random_state=0).fit(X)
+    est = CFASLVAE(z_dim=4, model_type=model_type, n_subsections=2, max_epochs=3, batch_size=32, lr=2e-3,
+                   codebook_init_std=init_std, random_state=0).fit(X)
     h = est.history_
-    for term in ("loss", "recon", "dec_equivariance", "enc_equivariance", "commutativity", "sparsity"):
+    for term in falling:
         values = h[:, f"train_{term}"]
         assert values[-1] < values[0], (term, values)
 
