@@ -165,7 +165,7 @@ def main():
                                 random_state=0).images
     test = make_rotated_digits(args.n_test, resolution=args.resolution, n_angles=1, random_state=1)
     upright, labels = test.images, test.factors[:, 0]
-    rows = {}
+    rows, device = {}, None
     for name, model in models(args).items():
         if args.only and not any(s in name for s in args.only):
             continue
@@ -177,8 +177,8 @@ def main():
         row.update({"s_per_step": seconds / steps, "fit_s": seconds,
                     "final_loss": float(model.history_[-1, "train_loss"])})
         rows[name] = row
+        device = str(model.net_.device)
         print(name, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
-    device = str(model.net_.device)
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
     header = (f"Setup: {args.n_train} training digits at {args.resolution} px, random angle (360 classes) and "
               f"mirror; {args.n_test} held-out upright digits x 48 orientations for evaluation. "

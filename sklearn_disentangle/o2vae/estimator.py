@@ -132,6 +132,11 @@ class O2VAE(LatentTransformer):
     - ``recon_loss="auto"`` (MSE for data outside [0, 1]) and the MLP path for flat
       features are additions for scikit-learn use.
 
+    Invariance to 90-degree rotations and flips holds to float32 precision (~1e-6
+    relative) on CPU. On GPUs with TF32 (Ampere and later) cuDNN convolutions run in TF32
+    by default, which limits it to ~1e-3; set ``torch.backends.cudnn.allow_tf32 = False``
+    before ``transform`` when exactness matters.
+
     References
     ----------
     Burgess, Nirschl, Zanellati, Lozano, Cohen, Yeung-Levy. Orientation-invariant
