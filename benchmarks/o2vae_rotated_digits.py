@@ -25,9 +25,9 @@ mirror, reports
 
 Usage::
 
-    python benchmarks/o2vae_invariance.py --quick            # CPU smoke run (tiny widths)
-    python benchmarks/o2vae_invariance.py --tiny --n-train 512 --epochs 10   # longer CPU run
-    python benchmarks/o2vae_invariance.py --device cuda --write-results benchmarks/results/o2vae_invariance.md
+    python benchmarks/o2vae_rotated_digits.py --quick            # CPU smoke run (tiny widths)
+    python benchmarks/o2vae_rotated_digits.py --tiny --n-train 512 --epochs 10   # longer CPU run
+    python benchmarks/o2vae_rotated_digits.py --device cuda --write-results benchmarks/results/o2vae_invariance.md
 """
 
 import argparse
@@ -196,7 +196,7 @@ def main():
     if args.write_results:
         with open(args.write_results, "w") as fh:
             fh.write("# O2VAE invariance on rotated digits\n\n"
-                     "Produced by `benchmarks/o2vae_invariance.py` (columns explained in its docstring).\n\n")
+                     "Produced by `benchmarks/o2vae_rotated_digits.py` (columns explained in its docstring).\n\n")
             fh.write(table + "\n")
         with open(args.write_results.rsplit(".", 1)[0] + ".json", "w") as fh:
             json.dump({"args": vars(args), "device": gpu or device, "rows": rows}, fh, indent=2)
