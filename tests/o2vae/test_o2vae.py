@@ -62,7 +62,7 @@ def test_codes_are_approximately_invariant_to_arbitrary_angles(fitted, X, encode
     Measured for these 2-epoch, 16 px tiny models (code change / mean distance between
     codes, at 20, 45 and 130 degrees): e2cnn 0.46-0.47, d4 0.66-0.81, plain CNN 0.41-0.91.
     Asserted below ``tol``; the O(2) encoder must also beat the plain CNN at 45 and 130
-    degrees. (The benchmark benchmarks/o2vae_invariance.py measures trained 32 px models.)
+    degrees. (The benchmark benchmarks/o2vae_rotated_digits.py measures trained 32 px models.)
     """
     model = fitted[encoder]
     for angle in (20.0, 45.0, 130.0):
