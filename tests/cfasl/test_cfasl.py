@@ -328,6 +328,11 @@ def test_bad_parameters_raise_clear_errors(params, match, tiny_X):
                               "parallel", "prediction")),
     # codebook starts at N(0, 1e-6): commutativity and sparsity are ~0 from the start
     ("cfasl_commutativevae", 1.0, ("loss", "recon", "dec_equivariance", "enc_equivariance", "parallel")),
+    ("cfasl_controlvae", 0.5, ("loss", "recon", "dec_equivariance", "enc_equivariance", "commutativity", "sparsity")),
+    # baselines without a codebook (betavae / betatcvae: test_learns_on_sprites); the Lie basis
+    # starts at N(0, 1e-3), so its Hessian and commutator penalties are ~1e-6 throughout
+    ("controlvae", 1.0, ("loss", "recon")),
+    ("commutativevae", 1.0, ("loss", "recon", "group_rec")),
 ])
 def test_cfasl_short_fit_lowers_the_terms_that_should_fall(model_type, init_std, falling):
     _, X = make_dsprites_like(resolution=16).sample(256, random_state=0)
