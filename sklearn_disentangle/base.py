@@ -466,8 +466,7 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         was_training = module.training
         module.eval()
         try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                torch.manual_seed(self._seed)
+            with self._rng(self._seed, self.net_.device, fresh=True), torch.no_grad():
                 for start in range(0, len(Xv), self.batch_size):
                     xb = to_batch_tensor(Xv[start:start + self.batch_size]).to(self.net_.device)
                     loss = module.loss(module(xb), xb)["loss"]

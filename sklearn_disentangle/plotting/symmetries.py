@@ -3,7 +3,7 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from .traversals import _image_grid, latent_traversals
+from .traversals import _image_grid, _reference_code, latent_traversals
 
 __all__ = ["symmetry_actions", "plot_symmetry_actions"]
 
@@ -41,10 +41,7 @@ def symmetry_actions(estimator, x, *, sections=None, subsection=None, steps=(-3,
     >>> symmetry_actions(vae, X[:1], steps=[-1, 0, 1]).shape
     (3, 3, 16, 16)
     """
-    x = np.asarray(x)
-    if x.shape == tuple(estimator.image_shape_):
-        x = x[None]
-    z = estimator.transform(x[:1])
+    z = _reference_code(estimator, x)
     sections = list(range(estimator.z_dim)) if sections is None else [int(s) for s in sections]
     rows = [estimator.apply_symmetry(z, s, subsection, steps=np.asarray(steps, dtype=np.float64), decode=True)[:, 0]
             for s in sections]

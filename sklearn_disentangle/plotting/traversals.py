@@ -28,6 +28,14 @@ def _image_grid(fig, grid, cmap):
     return axes
 
 
+def _reference_code(estimator, x):
+    """Code of the first sample of ``x`` (one image of ``image_shape_`` or a batch), shape (1, z_dim)."""
+    x = np.asarray(x)
+    if x.shape == tuple(estimator.image_shape_):
+        x = x[None]
+    return estimator.transform(x[:1])
+
+
 def latent_traversals(estimator, x, *, dims=None, n_steps=7, span=2.5, values=None):
     """Decode a reference image's code with one latent dimension swept at a time.
 
@@ -60,10 +68,7 @@ def latent_traversals(estimator, x, *, dims=None, n_steps=7, span=2.5, values=No
     >>> latent_traversals(vae, X[:1], n_steps=5).shape
     (3, 5, 16, 16)
     """
-    x = np.asarray(x)
-    if x.shape == tuple(estimator.image_shape_):
-        x = x[None]
-    z = estimator.transform(x[:1])[0]
+    z = _reference_code(estimator, x)[0]
     dims = list(range(z.shape[0])) if dims is None else [int(d) for d in dims]
     for d in dims:
         if not 0 <= d < z.shape[0]:
