@@ -10,6 +10,7 @@ Estimators share one contract (:class:`~sklearn_disentangle.base.LatentTransform
 
 from .base import LatentTransformer, all_estimators
 from .cfasl import CFASLVAE
+from .diffae import DiffAE3D
 from .o2vae import O2VAE
 from .metrics import (
     beta_vae_score,
@@ -41,6 +42,7 @@ __all__ = [
     "LatentTransformer",
     "all_estimators",
     "CFASLVAE",
+    "DiffAE3D",
     "O2VAE",
     "ParticleStack",
     "MRCReader",

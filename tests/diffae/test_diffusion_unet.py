@@ -1,0 +1,150 @@
+"""Noise schedule, DDIM kernels and the 2-D/3-D networks (shapes, zero-init, the gradient of z_sem)."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_disentangle.diffae.diffusion import GaussianDiffusion, ddim_timesteps, linear_beta_schedule
+from sklearn_disentangle.diffae.model import DiffAEModule
+from sklearn_disentangle.diffae.unet import ConditionalUNet, SemanticEncoder, timestep_embedding
+
+
+def test_linear_schedule_matches_ddpm():
+    b = linear_beta_schedule(1000)
+    assert b.dtype == np.float64 and b.shape == (1000,)
+    np.testing.assert_allclose([b[0], b[-1]], [1e-4, 0.02])
+    np.testing.assert_allclose(np.diff(b), (0.02 - 1e-4) / 999)
+    np.testing.assert_allclose(linear_beta_schedule(500)[[0, -1]], [2e-4, 0.04])  # scaled by 1000 / T
+    with pytest.raises(ValueError, match="n_timesteps"):
+        linear_beta_schedule(0)
+
+
+def test_ddim_timesteps_follow_the_stride_rule():
+    np.testing.assert_array_equal(ddim_timesteps(1000, 20), np.arange(0, 1000, 50))
+    np.testing.assert_array_equal(ddim_timesteps(1000, 100), np.arange(0, 1000, 10))
+    assert len(ddim_timesteps(1000, 30)) == 30 and ddim_timesteps(1000, 30)[1] == 34
+    grid = ddim_timesteps(10, 7)  # no stride gives 7 of 10: evenly spaced fallback
+    assert len(grid) == 7 and grid[0] == 0 and grid[-1] == 9 and np.all(np.diff(grid) > 0)
+    assert ddim_timesteps(1000, 1).tolist() == [0]
+    for bad in (0, 1001):
+        with pytest.raises(ValueError, match="n_steps"):
+            ddim_timesteps(1000, bad)
+
+
+def test_q_sample_is_the_forward_marginal():
+    d = GaussianDiffusion(1000)
+    x0, noise, t = torch.randn(3, 5), torch.randn(3, 5), torch.tensor([0, 500, 999])
+    a = torch.from_numpy(d.alphas_cumprod[[0, 500, 999]]).float()[:, None]
+    torch.testing.assert_close(d.q_sample(x0, t, noise), a.sqrt() * x0 + (1 - a).sqrt() * noise)
+
+
+def _oracle(d, target):
+    """The exact eps-predictor of a data distribution concentrated on ``target``."""
+    def model(x, t):
+        a = torch.from_numpy(d.alphas_cumprod[t.numpy()]).to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+        return (x - a.sqrt() * target) / (1 - a).sqrt()
+    return model
+
+
+def test_ddim_decode_and_inversion_with_an_exact_model():
+    d = GaussianDiffusion(1000)
+    target = torch.rand(2, 1, 4, 4, dtype=torch.float64) * 1.6 - 0.8
+    model = _oracle(d, target)
+    out = d.ddim_decode(model, torch.randn(2, 1, 4, 4, dtype=torch.float64), n_steps=10)
+    torch.testing.assert_close(out, target)  # any x_T decodes to the only data point
+    x_T = d.ddim_invert(model, target, n_steps=10)
+    torch.testing.assert_close(d.ddim_decode(model, x_T, n_steps=10), target)
+
+
+def test_clipping_keeps_the_x0_prediction_in_range():
+    d = GaussianDiffusion(100)
+    out = d.ddim_decode(lambda x, t: -10 * torch.ones_like(x), torch.zeros(1, 3), n_steps=5)
+    assert float(out.abs().max()) <= 1.0
+    free = d.ddim_decode(lambda x, t: -10 * torch.ones_like(x), torch.zeros(1, 3), n_steps=5, clip_denoised=False)
+    assert float(free.abs().max()) > 1.0
+
+
+def test_timestep_embedding_is_cos_then_sin():
+    emb = timestep_embedding(torch.tensor([0, 3]), 8)
+    np.testing.assert_allclose(emb[0].numpy(), [1, 1, 1, 1, 0, 0, 0, 0])
+    freqs = np.exp(-np.log(10000.0) * np.arange(4) / 4)
+    np.testing.assert_allclose(emb[1].numpy(), np.r_[np.cos(3 * freqs), np.sin(3 * freqs)], rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, inplane", [((1, 16, 16, 16), False), ((1, 16, 32, 32), True), ((2, 16, 16), False)])
+def test_networks_shapes_and_zero_initial_output(shape, inplane):
+    dims = len(shape) - 1
+    size = max(shape[-2:]) if inplane else max(shape[1:])
+    unet = ConditionalUNet(dims, shape[0], 6, 8, (1, 2, 2), 1, (8,), 0.1, size, 6, inplane_only=inplane)
+    enc = SemanticEncoder(dims, shape[0], 6, 8, (1, 2, 2, 4), 1, (8,), size, inplane_only=inplane)
+    x = torch.randn((2,) + shape)
+    z = enc(x)
+    assert z.shape == (2, 6)
+    eps = unet(x, torch.tensor([3, 900]), z)
+    assert eps.shape == x.shape
+    assert float(eps.detach().abs().max()) == 0.0  # zero-initialised final convolution
+
+
+def test_inplane_only_never_resamples_the_depth():
+    # 4 in-plane halvings of 32 px; the depth (5 frames, not even divisible by 2) is kept
+    enc = SemanticEncoder(3, 1, 4, 4, (1, 1, 1, 1, 1), 1, (), 32, inplane_only=True)
+    unet = ConditionalUNet(3, 1, 4, 4, (1, 1, 1, 1, 1), 1, (), 0.0, 32, 4, inplane_only=True)
+    x = torch.randn(1, 1, 5, 32, 32)
+    assert unet(x, torch.tensor([1]), enc(x)).shape == x.shape
+    with pytest.raises(RuntimeError):
+        ConditionalUNet(3, 1, 4, 4, (1, 1, 1, 1, 1), 1, (), 0.0, 32, 4, inplane_only=False)(
+            x, torch.tensor([1]), torch.randn(1, 4))
+
+
+def test_attention_is_placed_at_the_listed_resolutions():
+    unet = ConditionalUNet(2, 1, 4, 4, (1, 2, 2), 1, (16,), 0.0, 32, 4)
+    n_attn = sum(type(m).__name__ == "AttentionBlock" for m in unet.modules())
+    # resolution 16: one down block + two up blocks, plus the middle one
+    assert n_attn == 4
+
+
+def _module(shape):
+    torch.manual_seed(0)
+    return DiffAEModule(shape, z_dim=8, base_channels=8, channel_mult=(1, 2), encoder_channel_mult=(1, 2),
+                        num_res_blocks=1, attention_resolutions=(), dropout=0.0, inplane_only=True,
+                        embed_channels=8, n_timesteps=1000, clip_denoised=True)
+
+
+def test_encoder_gradient_is_zero_for_two_steps_then_the_weights_move():
+    """The zero-initialised output convolutions (final conv, then every residual block's last
+    conv) block the gradient of z_sem: step 0 only trains the final conv, step 1 the blocks'
+    last convs, and the encoder gets a non-zero gradient from step 2 on (DiffAE issue #63)."""
+    m = _module((1, 16, 32, 32))
+    x = torch.rand(2, 1, 16, 32, 32) * 2 - 1
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    initial = [p.detach().clone() for p in m.encoder.parameters()]
+    norms = []
+    for step in range(3):
+        opt.zero_grad()
+        m.loss(m(x), x)["loss"].backward()
+        norms.append(sum(float(p.grad.abs().sum()) for p in m.encoder.parameters()))
+        if step == 0:  # only the final convolution receives a gradient at step 0
+            assert float(m.denoiser.out.weight.grad.abs().sum()) > 0
+            assert all(float(p.grad.abs().sum()) == 0 for n, p in m.denoiser.named_parameters() if "out_conv" in n)
+        opt.step()
+        moved = any(not torch.equal(a, b) for a, b in zip(initial, m.encoder.parameters()))
+        assert moved == (step == 2), f"step {step}"
+    assert norms[0] == 0.0 and norms[1] == 0.0 and norms[2] > 0.0
+    assert all(p.grad is None for p in m.ema_encoder.parameters())  # the EMA copy is never trained
+
+
+def test_module_uses_the_ema_networks_in_eval_mode():
+    m = _module((1, 8, 16, 16))
+    with torch.no_grad():
+        for p in m.encoder.parameters():
+            p.add_(0.1)
+    x = torch.rand(2, 1, 8, 16, 16)
+    m.train()
+    live = m.encode(x)["z_mean"]
+    m.eval()
+    ema = m.encode(x)["z_mean"]
+    torch.testing.assert_close(ema, m.ema_encoder(x))
+    assert not torch.allclose(live, ema)
+    m.update_ema(0.0)  # decay 0 copies the live weights
+    torch.testing.assert_close(m.encode(x)["z_mean"], live)
+    assert int(m.ema_updates) == 1
