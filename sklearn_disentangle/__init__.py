@@ -12,6 +12,7 @@ from .base import LatentTransformer, all_estimators
 from .cfasl import CFASLVAE
 from .diffae import DiffAE3D
 from .o2vae import O2VAE
+from .opus_dsd import OpusDSD
 from .metrics import (
     beta_vae_score,
     dci,
@@ -44,6 +45,7 @@ __all__ = [
     "CFASLVAE",
     "DiffAE3D",
     "O2VAE",
+    "OpusDSD",
     "ParticleStack",
     "MRCReader",
     "StarReader",
