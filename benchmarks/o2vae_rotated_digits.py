@@ -4,7 +4,8 @@ Trains, with the same budget (epochs, batch size, learning rate, z_dim), on rand
 rotated and mirrored 32 px digits (``make_rotated_digits``):
 
 - ``O2VAE(encoder="e2cnn")``: the paper's O(2)-steerable encoder + Fourier-aligned loss;
-- ``O2VAE(encoder="d4")``: torch-only D4-invariant encoder + Fourier-aligned loss;
+- ``O2VAE(encoder="d4")``: torch-only D4-invariant encoder + Fourier-aligned loss, with its
+  orbit max- or mean-pooled, and with 8 or 16 rotations in the orbit (``orbit_rotations``);
 - ``O2VAE(encoder="cnn")``: plain CNN encoder + Fourier-aligned loss;
 - vanilla VAE: ``O2VAE(encoder="cnn", align=None)`` (the paper's baseline),
 
@@ -60,22 +61,37 @@ def models(args):
     return {
         "O2VAE e2cnn": O2VAE(encoder="e2cnn", encoder_widths=e2w, **common),
         "O2VAE d4": O2VAE(encoder="d4", encoder_widths=cw, **common),
+        "O2VAE d4, mean pool": O2VAE(encoder="d4", encoder_widths=cw, orbit_pool="mean", **common),
+        "O2VAE d4, 8 rotations, mean pool": O2VAE(encoder="d4", encoder_widths=cw, orbit_rotations=8,
+                                                  orbit_pool="mean", **common),
+        "O2VAE d4, 16 rotations, mean pool": O2VAE(encoder="d4", encoder_widths=cw, orbit_rotations=16,
+                                                   orbit_pool="mean", **common),
         "O2VAE cnn (aligned loss)": O2VAE(encoder="cnn", encoder_widths=cw, **common),
         "vanilla VAE (cnn, align=None)": O2VAE(encoder="cnn", encoder_widths=cw, align=None, **common),
     }
 
 
-def orbit(upright):
-    """Every image at each angle, unflipped then mirrored: (48, n, H, W) and the labels."""
-    n = len(upright)
+def orbit(test):
+    """Every test digit at each angle, unflipped then mirrored: (48, n, H, W).
+
+    Each view is rendered once from the 8 x 8 source digit, exactly as the upright view and the
+    training images are (one bilinear resampling), so the orbit differs from the upright image
+    by the rotation only - not by the extra blur that re-rotating the rendered 32 px image
+    would add at angles other than multiples of 90 degrees.
+    """
+    n = len(test.images)
+    source = test._source[test.instance]
+    side = test.images.shape[-1]
     out = []
     for flip in (False, True):
         for angle in ANGLES:
-            out.append(rotate_images(upright, np.full(n, angle), np.full(n, flip)))
+            out.append(rotate_images(source, np.full(n, angle), np.full(n, flip), output_size=side,
+                                     extent=1 / np.sqrt(2)))
     return np.stack(out)
 
 
-def evaluate(model, upright, labels):
+def evaluate(model, test):
+    upright, labels = test.images, test.factors[:, 0]
     n = len(upright)
     Z0 = model.transform(upright)
     norm0 = np.linalg.norm(Z0, axis=1)
@@ -87,7 +103,8 @@ def evaluate(model, upright, labels):
             moved = upright[:, :, ::-1] if flip else upright
             moved = np.rot90(moved, k, axes=(1, 2)).copy()
             d4.append(np.max(np.linalg.norm(model.transform(moved) - Z0, axis=1) / norm0))
-    views = orbit(upright)  # (48, n, H, W)
+    views = orbit(test)  # (48, n, H, W)
+    assert np.allclose(views[0], upright, atol=1e-6)
     Z = model.transform(views.reshape((-1,) + upright.shape[1:])).reshape(len(views), n, -1)
     rel = np.linalg.norm(Z - Z0[None], axis=-1) / norm0[None]
     # distances within one image's orbit vs between images
@@ -111,10 +128,15 @@ def step_timing(args, batch=32, steps=2):
 
     x = torch.from_numpy(make_rotated_digits(batch, resolution=args.resolution, random_state=0).images[:, None])
     out = {}
-    for encoder, widths in (("e2cnn", (6, 9, 12, 12, 19, 25)), ("d4", (32, 64, 128, 128)),
-                            ("cnn", (32, 64, 128, 128))):
+    cnn = (32, 64, 128, 128)
+    variants = {"e2cnn": ("e2cnn", (6, 9, 12, 12, 19, 25), {}), "d4": ("d4", cnn, {}),
+                "d4, 8 rotations, mean": ("d4", cnn, {"orbit_rotations": 8, "orbit_pool": "mean"}),
+                "d4, 16 rotations, mean": ("d4", cnn, {"orbit_rotations": 16, "orbit_pool": "mean"}),
+                "cnn": ("cnn", cnn, {})}
+    for name, (encoder, widths, extra) in variants.items():
         torch.manual_seed(0)
-        module = O2VAEModule(x.shape[1:], args.z_dim, encoder=encoder, encoder_widths=widths, recon_loss="bce")
+        module = O2VAEModule(x.shape[1:], args.z_dim, encoder=encoder, encoder_widths=widths, recon_loss="bce",
+                             **extra)
         opt = torch.optim.Adam(module.parameters(), lr=1e-3)
         times = []
         for i in range(steps + 1):
@@ -125,8 +147,8 @@ def step_timing(args, batch=32, steps=2):
             opt.step()
             if i:
                 times.append(time.perf_counter() - start)
-        out[encoder] = float(np.mean(times))
-        print("cpu step", encoder, round(out[encoder], 3), flush=True)
+        out[name] = float(np.mean(times))
+        print("cpu step", name, round(out[name], 3), flush=True)
     return out
 
 
@@ -164,7 +186,6 @@ def main():
     train = make_rotated_digits(args.n_train, resolution=args.resolution, n_angles=360, flips=True,
                                 random_state=0).images
     test = make_rotated_digits(args.n_test, resolution=args.resolution, n_angles=1, random_state=1)
-    upright, labels = test.images, test.factors[:, 0]
     rows, device = {}, None
     for name, model in models(args).items():
         if args.only and not any(s in name for s in args.only):
@@ -173,7 +194,7 @@ def main():
         model.fit(train)
         seconds = time.perf_counter() - start
         steps = args.epochs * int(np.ceil(len(train) / args.batch_size))
-        row = evaluate(model, upright, labels)
+        row = evaluate(model, test)
         row.update({"s_per_step": seconds / steps, "fit_s": seconds,
                     "final_loss": float(model.history_[-1, "train_loss"])})
         rows[name] = row
