@@ -11,6 +11,7 @@ Estimators share one contract (:class:`~sklearn_disentangle.base.LatentTransform
 from .base import LatentTransformer, all_estimators
 from .cfasl import CFASLVAE
 from .diffae import DiffAE3D
+from .harmony import HarmonyEstimator
 from .o2vae import O2VAE
 from .opus_dsd import OpusDSD
 from .metrics import (
@@ -44,6 +45,7 @@ __all__ = [
     "all_estimators",
     "CFASLVAE",
     "DiffAE3D",
+    "HarmonyEstimator",
     "O2VAE",
     "OpusDSD",
     "ParticleStack",

@@ -1,0 +1,376 @@
+"""Harmony's torch model: a two-branch, shared-weight autoencoder with explicit pose heads.
+
+The encoder maps an image to a *pose* (rotation, shift, scale or gain, depending on the
+kind) and to the Gaussian posterior of a *content* code. The pose warps the input into a
+canonical frame (:mod:`sklearn_disentangle.harmony.warps`); the decoder reconstructs that
+canonical image from the content code alone. Training feeds each image and a randomly
+transformed copy through the same weights and asks (i) each decoder output to match its own
+canonicalised input, (ii) the two canonicalised images to agree and (iii) the two content
+posteriors to agree (Uddin et al., CVPR 2022).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import LatentModule, gaussian_kl
+from .warps import axis_angle_to_matrix, rotation_2d, warp_from_canonical, warp_to_canonical
+
+__all__ = ["HarmonyModule", "KINDS", "POSE_SIZES", "gaussian_kl_between"]
+
+#: The transformation families: in-plane rigid, in-plane rigid + isotropic scale, 3-D rigid
+#: (axis-angle rotation + shift) and a global intensity gain.
+KINDS = ("rigid2d", "affine2d", "rigid3d", "contrast")
+
+#: Raw encoder outputs of each pose head ("none": flat features, no geometry).
+POSE_SIZES = {"rigid2d": 4, "affine2d": 5, "rigid3d": 6, "contrast": 1, "none": 0}
+
+
+def gaussian_kl_between(mu1, logvar1, mu2, logvar2):
+    """KL(N(mu1, exp(logvar1)) || N(mu2, exp(logvar2))) per sample and dimension.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.harmony.model import gaussian_kl_between
+    >>> z = torch.zeros(1, 2)
+    >>> float(gaussian_kl_between(z, z, z + 1, z).sum())
+    1.0
+    """
+    return 0.5 * (logvar2 - logvar1 + (logvar1.exp() + (mu1 - mu2).pow(2)) * torch.exp(-logvar2) - 1.0)
+
+
+def _mlp(sizes, act):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def _conv(k, transposed=False):
+    if transposed:
+        return nn.ConvTranspose2d if k == 2 else nn.ConvTranspose3d
+    return nn.Conv2d if k == 2 else nn.Conv3d
+
+
+def _down_shape(spatial, n):
+    shape = list(spatial)
+    for i in range(n):
+        if min(shape) < 2:
+            return None
+        shape = [(s + 2 - 4) // 2 + 1 for s in shape]
+    return shape if min(shape) >= 1 else None
+
+
+class _ConvEncoder(nn.Module):
+    """Stride-2 convolutions (kernel 4) over ``widths[:-1]``, then a dense layer of ``widths[-1]``."""
+
+    def __init__(self, input_shape, out_dim, widths, act):
+        super().__init__()
+        channels, spatial = input_shape[0], input_shape[1:]
+        k = len(spatial)
+        n_conv = len(widths) - 1
+        shape = _down_shape(spatial, n_conv)
+        if shape is None or n_conv < 1:
+            raise ValueError(
+                f"encoder_widths={tuple(widths)} gives {n_conv} stride-2 convolutions, which do not fit a "
+                f"{'x'.join(map(str, spatial))} input; pass fewer (at least 2) widths or larger images.")
+        layers, c = [], channels
+        for w in widths[:-1]:
+            layers += [_conv(k)(c, w, 4, 2, 1), act()]
+            c = w
+        self.convs = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * math.prod(shape), widths[-1]), act(),
+                                  nn.Linear(widths[-1], out_dim))
+
+    def forward(self, x):
+        return self.head(self.convs(x))
+
+
+class _ConvDecoder(nn.Module):
+    """Dense layer ``widths[0]``, a coarse grid of ``widths[1]`` channels, then transposed
+    convolutions (kernel 4, stride 2) through ``widths[2:]`` to the output channels, centre-cropped."""
+
+    def __init__(self, z_dim, output_shape, widths, act):
+        super().__init__()
+        channels, spatial = output_shape[0], tuple(output_shape[1:])
+        k = len(spatial)
+        n_up = len(widths) - 1
+        if n_up < 1:
+            raise ValueError(f"decoder_widths={tuple(widths)} must have at least 2 entries for a conv decoder.")
+        self.start = [-(-s // 2 ** n_up) for s in spatial]
+        self.start_channels = widths[1]
+        self.spatial = spatial
+        self.fc = nn.Sequential(nn.Linear(z_dim, widths[0]), act(),
+                                nn.Linear(widths[0], widths[1] * math.prod(self.start)), act())
+        layers, c = [], widths[1]
+        for i, w in enumerate(list(widths[2:]) + [channels]):
+            layers.append(_conv(k, transposed=True)(c, w, 4, 2, 1))
+            if i < n_up - 1:
+                layers.append(act())
+            c = w
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z):
+        h = self.deconvs(self.fc(z).view(z.shape[0], self.start_channels, *self.start))
+        crop = tuple(slice((h.shape[2 + i] - s) // 2, (h.shape[2 + i] - s) // 2 + s) for i, s in enumerate(self.spatial))
+        return h[(slice(None), slice(None)) + crop]
+
+
+class _MLPDecoder(nn.Module):
+    def __init__(self, z_dim, output_shape, widths, act):
+        super().__init__()
+        self.output_shape = tuple(output_shape)
+        self.net = _mlp([z_dim] + list(widths) + [math.prod(self.output_shape)], act)
+
+    def forward(self, z):
+        return self.net(z).view((z.shape[0],) + self.output_shape)
+
+
+class _MLPEncoder(nn.Module):
+    def __init__(self, n_in, out_dim, widths, act):
+        super().__init__()
+        self.net = _mlp([n_in] + list(widths) + [out_dim], act)
+
+    def forward(self, x):
+        return self.net(x.flatten(1))
+
+
+class HarmonyModule(LatentModule):
+    """Harmony's Siamese autoencoder for one transformation family.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(C, H, W)`` (``rigid2d``, ``affine2d``, ``contrast``), ``(C, D, H, W)``
+        (``rigid3d``), or ``(n_features,)`` (flat features: no geometry; only a gain pose
+        for ``contrast``, no pose otherwise).
+    z_dim : int
+    kind : {"rigid2d", "affine2d", "rigid3d", "contrast"}
+    encoder_widths, decoder_widths : sequence of int
+        Hidden widths. MLP (2-D geometric kinds, flat input): hidden layer sizes. Conv
+        (``rigid3d``, ``contrast``): channels of the stride-2 convolutions, the last entry
+        being the dense layer; decoders use the reversed list.
+    gamma : float
+        Weight of the image terms (see :meth:`loss`).
+    prior_kl_weight : float
+        Weight of the KL of both content posteriors to N(0, I) (0: upstream, no prior).
+    cross_weight_in_gamma : bool
+        Whether the cross term is multiplied by ``gamma`` (True: upstream 2-D/3-D; False:
+        upstream colour variant).
+    normalize : bool
+        Z-score every sample (over all its values) before encoding and warping.
+    decoder_output : {"linear", "tanh", "sigmoid"}
+    max_shift : float
+        Predicted shifts are ``max_shift * tanh(raw)`` pixels per axis.
+    max_scale : float
+        Predicted scales are ``max_scale ** tanh(raw)`` (``affine2d``).
+    gain_range : tuple of float
+        Predicted gains lie in ``(low, high)`` (``contrast``; a scaled sigmoid).
+    augment_rotation : float
+        Augmentation angles, degrees: ``U(-a, a)`` in 2-D, each axis-angle component in 3-D.
+    augment_shift : float
+        Augmentation shifts ``U(-s, s)`` pixels per axis.
+    augment_scale : tuple of float
+        Augmentation scale range (``affine2d``).
+    augment_gain : tuple of float
+        Augmentation gain range (``contrast``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.harmony.model import HarmonyModule
+    >>> m = HarmonyModule((1, 16, 16), 2, kind="rigid2d", encoder_widths=(32, 16), decoder_widths=(16, 32))
+    >>> x = torch.randn(4, 1, 16, 16)
+    >>> sorted(m.loss(m(x), x))
+    ['cross', 'kl_branches', 'kl_prior', 'loss', 'recon_1', 'recon_2']
+    >>> sorted(m.pose(x))
+    ['angle', 'matrix', 'shift']
+    """
+
+    def __init__(self, input_shape, z_dim, *, kind="rigid2d", encoder_widths=(512, 512, 512, 512, 128),
+                 decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, cross_weight_in_gamma=True, normalize=True,
+                 decoder_output="linear", max_shift=4.0, max_scale=2.0, gain_range=(0.5, 2.0),
+                 augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5)):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.z_dim = int(z_dim)
+        self.kind = kind
+        self.gamma = float(gamma)
+        self.prior_kl_weight = float(prior_kl_weight)
+        self.cross_weight_in_gamma = bool(cross_weight_in_gamma)
+        self.normalize = bool(normalize)
+        self.decoder_output = decoder_output
+        self.max_shift = float(max_shift)
+        self.max_scale = float(max_scale)
+        self.gain_range = (float(gain_range[0]), float(gain_range[1]))
+        self.augment_rotation = float(augment_rotation)
+        self.augment_shift = float(augment_shift)
+        self.augment_scale = (float(augment_scale[0]), float(augment_scale[1]))
+        self.augment_gain = (float(augment_gain[0]), float(augment_gain[1]))
+        flat = len(self.input_shape) == 1
+        self.pose_kind = "contrast" if kind == "contrast" else ("none" if flat else kind)
+        spatial = 0 if flat else len(self.input_shape) - 1
+        if not flat and self.pose_kind in ("rigid2d", "affine2d") and spatial != 2:
+            raise ValueError(f"kind={kind!r} needs images (C, H, W), got a sample shape {self.input_shape}.")
+        if not flat and self.pose_kind == "rigid3d" and spatial != 3:
+            raise ValueError(f"kind='rigid3d' needs volumes (C, D, H, W), got a sample shape {self.input_shape}.")
+        enc_w = tuple(int(w) for w in encoder_widths)
+        dec_w = tuple(int(w) for w in (decoder_widths if decoder_widths is not None else enc_w[::-1]))
+        out_dim = POSE_SIZES[self.pose_kind] + 2 * self.z_dim
+        conv = not flat and kind in ("rigid3d", "contrast")
+        act = nn.ReLU if kind == "contrast" else nn.Tanh
+        if conv:
+            self.encoder = _ConvEncoder(self.input_shape, out_dim, enc_w, act)
+            self.decoder = _ConvDecoder(self.z_dim, self.input_shape, dec_w, act)
+        else:
+            self.encoder = _MLPEncoder(math.prod(self.input_shape), out_dim, enc_w, act)
+            self.decoder = _MLPDecoder(self.z_dim, self.input_shape, dec_w, act)
+
+    # ----------------------------------------------------------------- pieces
+    def prepare(self, x):
+        """The sample as the model sees it: z-scored per sample when ``normalize``."""
+        if not self.normalize:
+            return x
+        flat = x.flatten(1)
+        mean = flat.mean(1)
+        std = flat.std(1, unbiased=False) if flat.shape[1] > 1 else torch.zeros_like(mean)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        return (x - mean.view(shape)) / (std.view(shape) + 1e-6)
+
+    def _split(self, phi):
+        n_pose = POSE_SIZES[self.pose_kind]
+        raw, mu, logvar = phi[:, :n_pose], phi[:, n_pose:n_pose + self.z_dim], phi[:, n_pose + self.z_dim:]
+        return raw, mu, logvar
+
+    def _pose_from_raw(self, raw):
+        kind = self.pose_kind
+        if kind in ("rigid2d", "affine2d"):
+            angle = torch.atan2(raw[:, 1], raw[:, 0])
+            norm = torch.sqrt(raw[:, 0] ** 2 + raw[:, 1] ** 2 + 1e-8)
+            c, s = raw[:, 0] / norm, raw[:, 1] / norm
+            matrix = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)
+            pose = {"angle": angle, "shift": self.max_shift * torch.tanh(raw[:, 2:4])}
+            if kind == "affine2d":
+                scale = torch.exp(math.log(self.max_scale) * torch.tanh(raw[:, 4]))
+                pose["scale"] = scale
+                matrix = matrix * scale[:, None, None]
+            pose["matrix"] = matrix
+            return pose
+        if kind == "rigid3d":
+            return {"axis_angle": raw[:, :3], "matrix": axis_angle_to_matrix(raw[:, :3]),
+                    "shift": self.max_shift * torch.tanh(raw[:, 3:6])}
+        if kind == "contrast":
+            lo, hi = self.gain_range
+            return {"gain": lo + (hi - lo) * torch.sigmoid(raw[:, 0])}
+        return {}
+
+    def _encode_prepared(self, x):
+        raw, mu, logvar = self._split(self.encoder(x))
+        out = {"z_mean": mu, "z_logvar": logvar}
+        out.update(self._pose_from_raw(raw))
+        return out
+
+    def canonicalize(self, x, pose):
+        """Warp (prepared) samples into the canonical frame with their pose."""
+        if self.pose_kind in ("rigid2d", "affine2d", "rigid3d"):
+            return warp_to_canonical(x, pose["matrix"], pose["shift"])
+        if self.pose_kind == "contrast":
+            return x / pose["gain"].view((-1,) + (1,) * (x.ndim - 1))
+        return x
+
+    def apply_pose(self, x, pose):
+        """Put canonical samples into a pose (the inverse of :meth:`canonicalize`)."""
+        if self.pose_kind in ("rigid2d", "affine2d", "rigid3d"):
+            return warp_from_canonical(x, pose["matrix"], pose["shift"])
+        if self.pose_kind == "contrast":
+            return x * pose["gain"].view((-1,) + (1,) * (x.ndim - 1))
+        return x
+
+    def sample_augmentation(self, n, device, dtype):
+        """Random poses of the augmentation ``A`` (drawn from torch's generator)."""
+        def uniform(lo, hi, *shape):
+            return lo + (hi - lo) * torch.rand(n, *shape, device=device, dtype=dtype)
+
+        kind = self.pose_kind
+        rot = math.radians(self.augment_rotation)
+        if kind in ("rigid2d", "affine2d"):
+            angle = uniform(-rot, rot)
+            matrix = rotation_2d(angle)
+            pose = {"angle": angle, "shift": uniform(-self.augment_shift, self.augment_shift, 2)}
+            if kind == "affine2d":
+                pose["scale"] = uniform(*self.augment_scale)
+                matrix = matrix * pose["scale"][:, None, None]
+            pose["matrix"] = matrix
+            return pose
+        if kind == "rigid3d":
+            v = uniform(-rot, rot, 3)
+            return {"axis_angle": v, "matrix": axis_angle_to_matrix(v),
+                    "shift": uniform(-self.augment_shift, self.augment_shift, 3)}
+        if kind == "contrast":
+            return {"gain": uniform(*self.augment_gain)}
+        return {}
+
+    # ----------------------------------------------------------------- contract
+    def encode(self, x):
+        """Content posterior and pose of raw samples ``x`` (prepared first); no augmentation, no sampling."""
+        return self._encode_prepared(self.prepare(x))
+
+    def pose(self, x):
+        """The predicted pose of raw samples: a dict of tensors (``matrix``, ``shift``, ``angle`` ...)."""
+        out = self.encode(x)
+        return {k: v for k, v in out.items() if k not in ("z_mean", "z_logvar")}
+
+    def decode(self, z):
+        raw = self.decoder(z)
+        if self.decoder_output == "tanh":
+            return torch.tanh(raw)
+        if self.decoder_output == "sigmoid":
+            return torch.sigmoid(raw)
+        return raw
+
+    def forward(self, x):
+        x1 = self.prepare(x)
+        with torch.no_grad():
+            x2 = self.apply_pose(x1, self.sample_augmentation(x1.shape[0], x1.device, x1.dtype))
+        out = {}
+        for i, xi in ((1, x1), (2, x2)):
+            enc = self._encode_prepared(xi)
+            mu, logvar = enc["z_mean"], enc["z_logvar"]
+            z = self.reparameterize(mu, logvar) if self.training else mu
+            out[f"mu_{i}"], out[f"logvar_{i}"] = mu, logvar
+            out[f"rec_{i}"] = self.decode(z)
+            out[f"can_{i}"] = self.canonicalize(xi, enc)
+        return out
+
+    def loss(self, output, x):
+        """Harmony's objective, per-sample sums averaged over the batch.
+
+        ``loss = gamma (R1 + R2 + X) + K / z_dim + prior_kl_weight * P`` (the cross term X
+        outside ``gamma`` when ``cross_weight_in_gamma=False``), with ``R_i`` the squared
+        error of branch i's reconstruction against its canonicalised input, ``X`` the
+        squared error between the two canonicalised inputs, ``K`` the KL from branch 1's
+        to branch 2's content posterior and ``P`` the mean KL of both posteriors to N(0, I).
+        """
+        def sse(a, b):
+            return (a - b).pow(2).flatten(1).sum(1).mean()
+
+        r1 = sse(output["rec_1"], output["can_1"])
+        r2 = sse(output["rec_2"], output["can_2"])
+        cross = sse(output["can_1"], output["can_2"])
+        kl = gaussian_kl_between(output["mu_1"], output["logvar_1"], output["mu_2"], output["logvar_2"])
+        kl = kl.sum(1).mean() / self.z_dim
+        prior = 0.5 * (gaussian_kl(output["mu_1"], output["logvar_1"]).sum(1).mean()
+                       + gaussian_kl(output["mu_2"], output["logvar_2"]).sum(1).mean())
+        if self.cross_weight_in_gamma:
+            total = self.gamma * (r1 + r2 + cross)
+        else:
+            total = self.gamma * (r1 + r2) + cross
+        total = total + kl + self.prior_kl_weight * prior
+        return {"loss": total, "recon_1": r1, "recon_2": r2, "cross": cross, "kl_branches": kl, "kl_prior": prior}

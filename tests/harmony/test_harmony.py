@@ -1,0 +1,308 @@
+"""HarmonyEstimator: shapes, poses and their bounds, the loss, gamma="auto", inputs, errors."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.pipeline import Pipeline
+
+from sklearn_disentangle import HarmonyEstimator, ParticleStack, StarReader
+from sklearn_disentangle.cryoem.rotations import euler_to_matrix
+from sklearn_disentangle.datasets.cryoem import make_cryoem_particles, make_subtomograms
+from sklearn_disentangle.harmony import auto_gamma
+from sklearn_disentangle.harmony.model import HarmonyModule
+
+TINY = {"max_epochs": 2, "batch_size": 16, "lr": 1e-3, "random_state": 0}
+
+
+def particles(n=48, size=16, seed=0):
+    stack, truth = make_cryoem_particles(n, size, n_conformations=2, snr=2.0, ctf=False, random_state=seed)
+    return stack, truth
+
+
+@pytest.fixture(scope="module")
+def rigid2d():
+    stack, _ = particles()
+    X = stack.get_images()
+    return HarmonyEstimator(z_dim=2, encoder_widths=(32, 16), **TINY).fit(X), X
+
+
+@pytest.fixture(scope="module")
+def rigid3d():
+    vols, _ = make_subtomograms(24, 12, random_state=0)
+    return HarmonyEstimator("rigid3d", z_dim=2, encoder_widths=(4, 8, 16), **TINY).fit(vols), vols
+
+
+# ----------------------------------------------------------------------------- gamma
+@pytest.mark.parametrize("n, batch, expected", [
+    (48, 16, 1), (1000, 1, 1), (1001, 1, 2), (100_000, 100, 1), (100_001, 100, 2),
+    (250_000, 100, 3), (250_000, 50, 5), (1, 100, 1),
+])
+def test_auto_gamma_is_the_seed_rule(n, batch, expected):
+    # the reference's estimate_optimal_gamma: ceil(M / (1000 * batch_size)), by hand
+    assert auto_gamma(n, batch) == expected
+
+
+def test_fitted_gamma_follows_the_rule_on_the_training_part():
+    X = np.random.default_rng(0).normal(size=(40, 8, 8)).astype(np.float32)
+    est = HarmonyEstimator(encoder_widths=(8,), max_epochs=1, batch_size=1, random_state=0).fit(X)
+    assert est.gamma_ == 1.0 and est.net_.module_.gamma == 1.0
+    est = HarmonyEstimator(gamma=2.5, encoder_widths=(8,), max_epochs=1, random_state=0).fit(X)
+    assert est.gamma_ == 2.5 and est.net_.module_.gamma == 2.5
+    assert est.gamma == 2.5  # the parameter is not overwritten
+    est = HarmonyEstimator(encoder_widths=(8,), max_epochs=1, validation_fraction=0.25, random_state=0).fit(X)
+    assert est.gamma_ == auto_gamma(30, 100) == 1.0
+
+
+@pytest.mark.parametrize("in_gamma", [True, False])
+@pytest.mark.parametrize("prior", [0.0, 0.7])
+def test_loss_combines_the_terms_as_documented(in_gamma, prior):
+    torch.manual_seed(0)
+    m = HarmonyModule((1, 12, 12), 3, kind="rigid2d", encoder_widths=(16,), gamma=2.0, prior_kl_weight=prior,
+                      cross_weight_in_gamma=in_gamma)
+    x = torch.randn(5, 1, 12, 12)
+    t = m.loss(m(x), x)
+    image = 2.0 * (t["recon_1"] + t["recon_2"] + t["cross"]) if in_gamma else \
+        2.0 * (t["recon_1"] + t["recon_2"]) + t["cross"]
+    torch.testing.assert_close(t["loss"], image + t["kl_branches"] + prior * t["kl_prior"])
+    assert all(float(v.detach()) >= 0 for v in t.values())
+
+
+def test_branch_kl_is_the_directed_gaussian_kl_divided_by_z_dim():
+    m = HarmonyModule((1, 8, 8), 2, kind="rigid2d", encoder_widths=(8,))
+    z = torch.zeros(3, 2)
+    out = {"rec_1": torch.zeros(3, 1, 8, 8), "rec_2": torch.zeros(3, 1, 8, 8), "can_1": torch.zeros(3, 1, 8, 8),
+           "can_2": torch.zeros(3, 1, 8, 8), "mu_1": z, "logvar_1": z, "mu_2": z + 1.0, "logvar_2": z + math.log(2.0)}
+    # KL(N(0,1) || N(1,2)) = 0.5 (log 2 + (1 + 1) / 2 - 1) per dimension; summed over 2 dims, / z_dim
+    expected = 0.5 * (math.log(2.0) + 1.0 - 1.0)
+    assert float(m.loss(out, None)["kl_branches"]) == pytest.approx(expected, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_transform_is_the_content_mean_without_augmentation_or_sampling(rigid2d):
+    est, X = rigid2d
+    Z = est.transform(X)
+    assert Z.shape == (len(X), 2) and Z.dtype == np.float32
+    np.testing.assert_array_equal(est.transform(X), Z)  # no randomness
+    with torch.no_grad():
+        mu = est.net_.module_.encode(torch.as_tensor(X[:, None]))["z_mean"].numpy()
+    np.testing.assert_allclose(Z, mu, rtol=1e-5, atol=1e-6)
+
+
+def test_rigid2d_params_are_within_bounds(rigid2d):
+    est, X = rigid2d
+    p = est.transform_params(X)
+    assert list(p.columns) == ["angle_deg", "shift_x", "shift_y"] and len(p) == len(X)
+    assert p["angle_deg"].between(-180, 180).all()
+    assert est.max_shift_ == 16 / 4
+    assert (p[["shift_x", "shift_y"]].abs() <= est.max_shift_).all().all()
+    assert p.dtypes.eq(np.float64).all()
+
+
+def test_affine2d_scale_and_contrast_gain_are_within_bounds():
+    X = np.random.default_rng(0).uniform(size=(32, 3, 16, 16)).astype(np.float32)
+    aff = HarmonyEstimator("affine2d", encoder_widths=(16,), max_scale=1.5, **TINY).fit(X)
+    p = aff.transform_params(X)
+    assert list(p.columns) == ["angle_deg", "shift_x", "shift_y", "scale"]
+    assert p["scale"].between(1 / 1.5, 1.5).all()
+    con = HarmonyEstimator("contrast", encoder_widths=(4, 8, 16), gain_range=(0.7, 1.6), **TINY).fit(X)
+    g = con.transform_params(X)
+    assert list(g.columns) == ["gain"] and g["gain"].between(0.7, 1.6).all()
+    assert con.normalize_ is None and con.decoder_output_ == "sigmoid"
+    rec = con.inverse_transform(con.transform(X))
+    assert rec.shape == X.shape and rec.min() >= 0 and rec.max() <= 1
+
+
+def test_rigid3d_params_are_relion_euler_and_orthonormal_matrices(rigid3d):
+    est, vols = rigid3d
+    p = est.transform_params(vols)
+    cols = [f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)]
+    assert list(p.columns) == ["rot", "tilt", "psi"] + cols + ["shift_x", "shift_y", "shift_z"]
+    mats = p[cols].to_numpy().reshape(-1, 3, 3)
+    np.testing.assert_allclose(mats @ mats.transpose(0, 2, 1), np.broadcast_to(np.eye(3), mats.shape), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(mats), 1.0, atol=1e-5)
+    np.testing.assert_allclose(euler_to_matrix(p[["rot", "tilt", "psi"]].to_numpy().copy()).numpy(), mats, atol=1e-5)
+    assert p["tilt"].between(0, 180).all()
+    assert (p[["shift_x", "shift_y", "shift_z"]].abs() <= est.max_shift_).all().all()
+    assert est.batch_size == "auto" or est.batch_size_ == 16
+
+
+def test_rigid3d_defaults_follow_the_seed():
+    est = HarmonyEstimator("rigid3d")
+    assert (est.lr, est.z_dim, est.batch_size) == (1e-4, 1, "auto")
+    vols, _ = make_subtomograms(4, 8, random_state=0)
+    fitted = est.set_params(max_epochs=1, encoder_widths=(2, 4)).fit(vols)
+    assert fitted.batch_size_ == 50 and fitted.augment_shift_ == 4.0
+    assert HarmonyEstimator(encoder_widths=(4,), max_epochs=1).fit(vols[:, 0]).batch_size_ == 100
+
+
+def test_inverse_transform_into_a_pose_round_trips(rigid2d):
+    est, X = rigid2d
+    Z = est.transform(X[:6])
+    canonical = est.inverse_transform(Z)
+    assert canonical.shape == (6, 16, 16)
+    pose = pd.DataFrame({"angle_deg": [0.0, 90.0, 180.0, -45.0, 30.0, 0.0], "shift_x": [0, 1, 0, -2, 0.5, 0],
+                         "shift_y": [0, 0, 2, 1, -1, 0]}, dtype=float)
+    posed = est.inverse_transform(Z, params=pose)
+    np.testing.assert_allclose(posed[0], canonical[0], atol=1e-5)  # identity pose
+    # 180 degrees about pixel 8, then 2 rows down: out[y, x] = canonical[18 - y, 16 - x]
+    np.testing.assert_allclose(posed[2][3:, 1:], canonical[2][15:2:-1, 15:0:-1], atol=1e-4)
+    # canonicalising with the same pose brings the posed images back (interior)
+    module = est.net_.module_
+    p = est._pose_from_params(pose, 6)
+    back = module.canonicalize(torch.as_tensor(posed[:, None]), p)[:, 0].numpy()
+    yy, xx = np.meshgrid(np.arange(16) - 8, np.arange(16) - 8, indexing="ij")
+    inner = np.hypot(xx, yy) < 5
+    scale = np.abs(canonical).max()
+    # (90 and 180 degrees with integer shifts map pixel centres onto pixel centres: exact)
+    np.testing.assert_allclose(back[1:3][:, inner], canonical[1:3][:, inner], atol=1e-4 * scale)
+    # the transform_params frame works directly
+    assert est.inverse_transform(Z, params=est.transform_params(X[:6])).shape == (6, 16, 16)
+
+
+def test_inverse_transform_rejects_bad_params(rigid2d):
+    est, X = rigid2d
+    Z = est.transform(X[:3])
+    good = est.transform_params(X[:3])
+    with pytest.raises(TypeError, match="DataFrame"):
+        est.inverse_transform(Z, params=good.to_numpy())
+    with pytest.raises(ValueError, match="rows"):
+        est.inverse_transform(Z, params=good.iloc[:2])
+    with pytest.raises(ValueError, match="shift_y"):
+        est.inverse_transform(Z, params=good.drop(columns="shift_y"))
+    bad = good.copy()
+    bad.loc[0, "angle_deg"] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.inverse_transform(Z, params=bad)
+
+
+def test_rigid3d_inverse_transform_accepts_euler_or_matrix(rigid3d):
+    est, vols = rigid3d
+    Z = est.transform(vols[:2])
+    p = est.transform_params(vols[:2])
+    a = est.inverse_transform(Z, params=p)
+    b = est.inverse_transform(Z, params=p[["rot", "tilt", "psi", "shift_x", "shift_y", "shift_z"]])
+    assert a.shape == (2, 12, 12, 12)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_same_seed_same_poses_other_seed_differs(rigid2d):
+    est, X = rigid2d
+    again = clone(est).fit(X)
+    pd.testing.assert_frame_equal(again.transform_params(X), est.transform_params(X))
+    other = clone(est).set_params(random_state=1).fit(X)
+    assert not np.allclose(other.transform_params(X).to_numpy(), est.transform_params(X).to_numpy())
+
+
+def test_training_lowers_the_loss():
+    stack, _ = particles(64, 16)
+    est = HarmonyEstimator(encoder_widths=(64, 32), max_epochs=8, batch_size=16, lr=1e-3, random_state=0)
+    est.fit(stack.get_images())
+    loss = est.history_[:, "train_loss"]
+    assert loss[-1] < 0.8 * loss[0]
+    for term in ("recon_1", "recon_2", "cross", "kl_branches", "kl_prior"):
+        assert np.isfinite(est.history_[:, f"train_{term}"]).all()
+
+
+# ----------------------------------------------------------------------------- inputs
+def test_channel_axis_and_flat_input_with_image_shape_are_equivalent(rigid2d):
+    est, X = rigid2d
+    a = clone(est).fit(X[:, None])
+    np.testing.assert_array_equal(a.transform(X[:, None]), est.transform(X))
+    b = clone(est).set_params(image_shape=(16, 16)).fit(X.reshape(len(X), -1))
+    np.testing.assert_array_equal(b.transform(X.reshape(len(X), -1)), est.transform(X))
+    assert list(b.transform_params(X.reshape(len(X), -1)).columns) == ["angle_deg", "shift_x", "shift_y"]
+
+
+def test_flat_input_without_image_shape_has_no_pose():
+    X = np.random.default_rng(0).normal(size=(20, 5))
+    est = HarmonyEstimator(encoder_widths=(8,), max_epochs=1, random_state=0).fit(X)
+    assert est.transform(X).shape == (20, 1)
+    assert float(est.history_[-1, "train_cross"]) == 0.0
+    with pytest.raises(ValueError, match="no pose"):
+        est.transform_params(X)
+
+
+def test_particle_stack_input_and_star_pipeline(tmp_path):
+    stack, truth = particles(40, 16)
+    est = HarmonyEstimator(z_dim=2, encoder_widths=(16,), max_epochs=1, random_state=0)
+    before = stack.get_images().copy()
+    Z = est.fit(stack).transform(stack)
+    np.testing.assert_array_equal(stack.get_images(), before)  # user data untouched
+    np.testing.assert_array_equal(Z, clone(est).fit(stack.get_images()).transform(stack.get_images()))
+    assert len(est.transform_params(stack[:5])) == 5
+    # a RELION star file + .mrcs stack, written with the library's writer
+    path = tmp_path / "particles.star"
+    stack.to_star(path)
+    assert (tmp_path / "particles.mrcs").exists()
+    pipe = Pipeline([("read", StarReader()), ("harmony", clone(est)),
+                     ("kmeans", KMeans(n_clusters=2, n_init=2, random_state=0))])
+    labels = pipe.fit(str(path)).predict(str(path))
+    assert labels.shape == (40,) and set(labels) <= {0, 1}
+    with pytest.raises(ValueError, match="rigid3d"):
+        HarmonyEstimator("rigid3d").fit(stack)
+
+
+def test_non_cubic_volumes_and_channels_first_volumes():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 8, 10, 12)).astype(np.float32)
+    est = HarmonyEstimator("rigid3d", encoder_widths=(4, 8), **{**TINY, "max_epochs": 1}).fit(X)
+    assert est.input_shape_ == (1, 8, 10, 12)
+    assert est.inverse_transform(est.transform(X[:2])).shape == (2, 8, 10, 12)
+    est2 = clone(est).fit(X[:, None])
+    np.testing.assert_array_equal(est2.transform(X[:, None]), est.transform(X))
+
+
+def test_best_checkpoint_uses_the_held_out_loss(tmp_path):
+    X = np.random.default_rng(0).normal(size=(40, 8, 8)).astype(np.float32)
+    est = HarmonyEstimator(encoder_widths=(8,), max_epochs=3, validation_fraction=0.25, checkpoint_dir=tmp_path,
+                           random_state=0).fit(X)
+    assert (tmp_path / "best_params.pt").exists()
+    assert "valid_loss" in est.history_[-1]
+    assert not (HarmonyEstimator(encoder_widths=(8,), max_epochs=1, checkpoint_dir=tmp_path / "b", random_state=0)
+                .fit(X) and (tmp_path / "b" / "best_params.pt").exists())
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("params, X_shape, match", [
+    ({"kind": "rigid4d"}, (8, 8, 8), "kind"),
+    ({"kind": "rigid3d"}, (8, 8, 8), "expects X of shape"),
+    ({"kind": "contrast", "normalize": "per_sample"}, (8, 8, 8), "z-score away the gain"),
+    ({"decoder_output": "sigmoid"}, (8, 8, 8), "needs the model to see values in"),
+    ({"gain_range": (2.0, 1.0)}, (8, 8, 8), "gain_range"),
+    ({"augment_scale": (1.0,)}, (8, 8, 8), "augment_scale"),
+    ({"gamma": 0}, (8, 8, 8), "gamma"),
+    ({"batch_size": "big"}, (8, 8, 8), "batch_size"),
+    ({"encoder_widths": (4, 0)}, (8, 8, 8), "encoder_widths"),
+    ({"kind": "contrast", "encoder_widths": (4, 4, 4, 4, 8)}, (8, 8, 8), "stride-2 convolutions"),
+])
+def test_bad_parameters_raise_clear_errors(params, X_shape, match):
+    X = np.random.default_rng(0).uniform(-1, 2, size=X_shape).astype(np.float32)
+    with pytest.raises(ValueError, match=match):
+        HarmonyEstimator(max_epochs=1, **params).fit(X)
+
+
+def test_shape_mismatch_after_fit(rigid2d):
+    est, X = rigid2d
+    with pytest.raises(ValueError, match="expecting 256 features|fitted on shape"):
+        est.transform(X[:, :15, :15])
+    with pytest.raises(ValueError, match="z_dim"):
+        est.inverse_transform(np.zeros((2, 5)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fit_poses_and_pickle():
+    import pickle
+
+    stack, _ = particles(64, 16)
+    X = stack.get_images()
+    est = HarmonyEstimator(z_dim=2, encoder_widths=(32, 16), device="cuda", **TINY).fit(X)
+    assert str(est.net_.device).startswith("cuda")
+    p = est.transform_params(X)
+    assert (p[["shift_x", "shift_y"]].abs() <= est.max_shift_).all().all()
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(loaded.transform(X), est.transform(X), rtol=1e-5, atol=1e-5)
