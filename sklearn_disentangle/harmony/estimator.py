@@ -127,11 +127,17 @@ class HarmonyEstimator(LatentTransformer):
         Augmentation scale range (``affine2d``).
     augment_gain : (float, float), default=(1.0, 1.5)
         Augmentation gain range (``contrast``).
+    resolve_half_turns : bool, default=True
+        ``rigid2d`` / ``affine2d``: canonicalise each sample with its predicted rotation or
+        that rotation turned by 180 degrees, whichever is closer to its reconstruction, in
+        training and in :meth:`transform_params` (see Notes). False reproduces the reference.
     encoder_widths : tuple of int or None, default=None
         ``None`` gives the reference's networks: an MLP ``(512, 512, 512, 512, 128)`` with
-        tanh for the 2-D geometric kinds; stride-2 3-D convolutions ``(32, 64, 128)`` then a
-        dense 512 for ``rigid3d``; 2-D convolutions ``(32, 32, 64, 64, 128)`` then a dense
-        512 with ReLU for ``contrast``. For conv encoders the last entry is the dense layer.
+        tanh for the 2-D geometric kinds; stride-2 (kernel 4) 3-D convolutions
+        ``(32, 64, 128)`` then a dense 512 with tanh for ``rigid3d``; 2-D convolutions
+        ``(32, 32, 64, 64, 128)`` then a dense 512 with ReLU for ``contrast``; conv stacks are
+        cut to as many convolutions as leave a side of at least 2 (32 px: four). For conv
+        encoders the last entry is the dense layer.
     decoder_widths : tuple of int or None, default=None
         ``None``: the reversed ``encoder_widths``.
     max_epochs : int, default=100
@@ -207,6 +213,13 @@ class HarmonyEstimator(LatentTransformer):
     - The in-plane angle is predicted as a 2-vector whose direction gives the rotation,
       instead of one unbounded number: a continuous network can then follow full 360-degree
       turns of its input.
+    - Half-turn resolution (``resolve_half_turns``, 2-D): without it, on simulated particles
+      the encoder learns the in-plane angle well *modulo 180 degrees* and stays there (a
+      network first picks up the particle's principal axis, and a continuous map cannot
+      move from that solution to a full-turn one), with the decoder learning the blurred
+      average of both half-turns. Choosing per sample between the predicted rotation and
+      its 180-degree turn by the reconstruction error (no gradient through the choice, as
+      O2-VAE's flip search) lets the template become asymmetric and the angles consistent.
     - A prior KL term (``prior_kl_weight``, default 1) is available; the reference has none.
     - The decoder output defaults to linear for z-scored data (the reference's tanh cannot
       reach the |x| > 1 values of z-scored images) and sigmoid only for data in [0, 1].
@@ -260,6 +273,7 @@ class HarmonyEstimator(LatentTransformer):
         "augment_shift": [Options(("auto",)), Interval(Real, 0, None)],
         "augment_scale": [tuple, list],
         "augment_gain": [tuple, list],
+        "resolve_half_turns": ["boolean"],
         "encoder_widths": [tuple, list, None],
         "decoder_widths": [tuple, list, None],
         "batch_size": [Options(("auto",)), Interval(Integral, 1, None)],
@@ -268,7 +282,7 @@ class HarmonyEstimator(LatentTransformer):
     def __init__(self, kind="rigid2d", z_dim=1, *, gamma="auto", prior_kl_weight=1.0, cross_weight_in_gamma=True,
                  normalize="auto", decoder_output="auto", max_shift="auto", max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift="auto", augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
-                 encoder_widths=None, decoder_widths=None, max_epochs=100, batch_size="auto", lr=1e-4,
+                 resolve_half_turns=True, encoder_widths=None, decoder_widths=None, max_epochs=100, batch_size="auto", lr=1e-4,
                  device="auto", random_state=None, verbose=0, callbacks=None, validation_fraction=0.0,
                  checkpoint_dir=None, warm_start=False, image_shape=None):
         self.kind = kind
@@ -285,6 +299,7 @@ class HarmonyEstimator(LatentTransformer):
         self.augment_shift = augment_shift
         self.augment_scale = augment_scale
         self.augment_gain = augment_gain
+        self.resolve_half_turns = resolve_half_turns
         self.encoder_widths = encoder_widths
         self.decoder_widths = decoder_widths
         self.max_epochs = max_epochs
@@ -376,7 +391,8 @@ class HarmonyEstimator(LatentTransformer):
             normalize=self.normalize_ == "per_sample", decoder_output=self.decoder_output_,
             max_shift=self.max_shift_, max_scale=self.max_scale, gain_range=self._gain_range,
             augment_rotation=self.augment_rotation, augment_shift=self.augment_shift_,
-            augment_scale=self._augment_scale, augment_gain=self._augment_gain)
+            augment_scale=self._augment_scale, augment_gain=self._augment_gain,
+            resolve_half_turns=self.resolve_half_turns)
 
     def _make_net(self, module, device):
         net = super()._make_net(module, device)

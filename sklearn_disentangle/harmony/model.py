@@ -179,6 +179,10 @@ class HarmonyModule(LatentModule):
         Augmentation scale range (``affine2d``).
     augment_gain : tuple of float
         Augmentation gain range (``contrast``).
+    resolve_half_turns : bool
+        2-D kinds: canonicalise each sample with its predicted rotation or that rotation
+        turned by 180 degrees, whichever matches its reconstruction better
+        (:meth:`choose_half_turn`).
 
     Examples
     --------
@@ -195,8 +199,10 @@ class HarmonyModule(LatentModule):
     def __init__(self, input_shape, z_dim, *, kind="rigid2d", encoder_widths=(512, 512, 512, 512, 128),
                  decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, cross_weight_in_gamma=True, normalize=True,
                  decoder_output="linear", max_shift=4.0, max_scale=2.0, gain_range=(0.5, 2.0),
-                 augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5)):
+                 augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
+                 resolve_half_turns=False):
         super().__init__()
+        self.resolve_half_turns = bool(resolve_half_turns) and kind in ("rigid2d", "affine2d")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -235,7 +241,17 @@ class HarmonyModule(LatentModule):
 
     # ----------------------------------------------------------------- pieces
     def prepare(self, x):
-        """The sample as the model sees it: z-scored per sample when ``normalize``."""
+        """The sample as the model sees it: z-scored per sample when ``normalize``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 8, 8), 1, encoder_widths=(8,))
+        >>> x = m.prepare(3 + 2 * torch.randn(2, 1, 8, 8))
+        >>> [round(float(v), 3) for v in (x[0].mean(), x[0].std(unbiased=False))]
+        [0.0, 1.0]
+        """
         if not self.normalize:
             return x
         flat = x.flatten(1)
@@ -278,7 +294,17 @@ class HarmonyModule(LatentModule):
         return out
 
     def canonicalize(self, x, pose):
-        """Warp (prepared) samples into the canonical frame with their pose."""
+        """Warp (prepared) samples into the canonical frame with their pose.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((3, 8, 8), 1, kind="contrast", encoder_widths=(4, 8), normalize=False)
+        >>> x = torch.ones(1, 3, 8, 8)
+        >>> float(m.canonicalize(x, {"gain": torch.tensor([2.0])}).max())
+        0.5
+        """
         if self.pose_kind in ("rigid2d", "affine2d", "rigid3d"):
             return warp_to_canonical(x, pose["matrix"], pose["shift"])
         if self.pose_kind == "contrast":
@@ -286,7 +312,18 @@ class HarmonyModule(LatentModule):
         return x
 
     def apply_pose(self, x, pose):
-        """Put canonical samples into a pose (the inverse of :meth:`canonicalize`)."""
+        """Put canonical samples into a pose (the inverse of :meth:`canonicalize`).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 9, 9), 1, encoder_widths=(8,))
+        >>> x = torch.zeros(1, 1, 9, 9); x[0, 0, 4, 4] = 1.0
+        >>> pose = {"matrix": torch.eye(2)[None], "shift": torch.tensor([[2.0, 0.0]])}
+        >>> [int(i) for i in (m.apply_pose(x, pose)[0, 0] == 1).nonzero()[0]]
+        [4, 6]
+        """
         if self.pose_kind in ("rigid2d", "affine2d", "rigid3d"):
             return warp_from_canonical(x, pose["matrix"], pose["shift"])
         if self.pose_kind == "contrast":
@@ -294,7 +331,17 @@ class HarmonyModule(LatentModule):
         return x
 
     def sample_augmentation(self, n, device, dtype):
-        """Random poses of the augmentation ``A`` (drawn from torch's generator)."""
+        """Random poses of the augmentation ``A`` (drawn from torch's generator).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 8, 8), 1, encoder_widths=(8,), augment_rotation=30.0)
+        >>> a = m.sample_augmentation(100, "cpu", torch.float32)
+        >>> bool(a["angle"].abs().max() <= torch.pi / 6), bool(a["shift"].abs().max() <= 3.0)
+        (True, True)
+        """
         def uniform(lo, hi, *shape):
             return lo + (hi - lo) * torch.rand(n, *shape, device=device, dtype=dtype)
 
@@ -317,17 +364,81 @@ class HarmonyModule(LatentModule):
             return {"gain": uniform(*self.augment_gain)}
         return {}
 
+    def choose_half_turn(self, x, pose, template):
+        """Per sample, the pose or the pose turned by 180 degrees, whichever canonicalises ``x`` closer to ``template``.
+
+        The choice is made without gradient (squared error against the decoded
+        ``template``); the returned pose has ``half_turn`` (bool) and the angle and matrix of
+        the chosen rotation. Used with ``resolve_half_turns`` for the 2-D kinds.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 9, 9), 1, encoder_widths=(8,), resolve_half_turns=True)
+        >>> x = torch.zeros(1, 1, 9, 9); x[0, 0, 4, 6] = 1.0       # feature at x = +2
+        >>> template = torch.zeros(1, 1, 9, 9); template[0, 0, 4, 2] = 1.0  # expected at x = -2
+        >>> pose = {"angle": torch.zeros(1), "matrix": torch.eye(2)[None], "shift": torch.zeros(1, 2)}
+        >>> m.choose_half_turn(x, pose, template)["half_turn"].tolist()
+        [True]
+        """
+        turned = dict(pose, matrix=-pose["matrix"])
+        with torch.no_grad():
+            err = (self.canonicalize(x, pose) - template).pow(2).flatten(1).sum(1)
+            err_turned = (self.canonicalize(x, turned) - template).pow(2).flatten(1).sum(1)
+            flip = err_turned < err
+        out = dict(pose)
+        out["half_turn"] = flip
+        out["matrix"] = torch.where(flip[:, None, None], -pose["matrix"], pose["matrix"])
+        if "angle" in pose:
+            turned_angle = torch.remainder(pose["angle"] + 2 * math.pi, 2 * math.pi) - math.pi
+            out["angle"] = torch.where(flip, turned_angle, pose["angle"])
+        return out
+
     # ----------------------------------------------------------------- contract
     def encode(self, x):
-        """Content posterior and pose of raw samples ``x`` (prepared first); no augmentation, no sampling."""
+        """Content posterior and pose of raw samples ``x`` (prepared first); no augmentation, no sampling.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 8, 8), 2, encoder_widths=(8,))
+        >>> sorted(m.encode(torch.randn(3, 1, 8, 8)))
+        ['angle', 'matrix', 'shift', 'z_logvar', 'z_mean']
+        """
         return self._encode_prepared(self.prepare(x))
 
     def pose(self, x):
-        """The predicted pose of raw samples: a dict of tensors (``matrix``, ``shift``, ``angle`` ...)."""
-        out = self.encode(x)
-        return {k: v for k, v in out.items() if k not in ("z_mean", "z_logvar")}
+        """The predicted pose of raw samples: a dict of tensors (``matrix``, ``shift``, ``angle`` ...).
+
+        With ``resolve_half_turns`` the rotation is the encoder's or its 180-degree turn,
+        whichever brings the sample closer to the decoding of its content mean.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 8, 8, 8), 1, kind="rigid3d", encoder_widths=(4, 8))
+        >>> {k: tuple(v.shape) for k, v in m.pose(torch.randn(2, 1, 8, 8, 8)).items()}
+        {'axis_angle': (2, 3), 'matrix': (2, 3, 3), 'shift': (2, 3)}
+        """
+        xp = self.prepare(x)
+        out = self._encode_prepared(xp)
+        if self.resolve_half_turns and self.pose_kind in ("rigid2d", "affine2d"):
+            out = self.choose_half_turn(xp, out, self.decode(out["z_mean"]))
+        return {k: v for k, v in out.items() if k not in ("z_mean", "z_logvar", "half_turn")}
 
     def decode(self, z):
+        """Canonical-frame images of content codes ``z`` (after ``decoder_output``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> HarmonyModule((1, 8, 8), 2, encoder_widths=(8,)).decode(torch.zeros(3, 2)).shape
+        torch.Size([3, 1, 8, 8])
+        """
         raw = self.decoder(z)
         if self.decoder_output == "tanh":
             return torch.tanh(raw)
@@ -336,6 +447,17 @@ class HarmonyModule(LatentModule):
         return raw
 
     def forward(self, x):
+        """Both branches: ``mu_i``, ``logvar_i``, ``rec_i`` (decoded) and ``can_i`` (canonicalised) for
+        the input (i = 1) and a randomly transformed copy (i = 2); codes are sampled in training mode.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> out = HarmonyModule((1, 8, 8), 2, encoder_widths=(8,))(torch.randn(3, 1, 8, 8))
+        >>> sorted(out)
+        ['can_1', 'can_2', 'logvar_1', 'logvar_2', 'mu_1', 'mu_2', 'rec_1', 'rec_2']
+        """
         x1 = self.prepare(x)
         with torch.no_grad():
             x2 = self.apply_pose(x1, self.sample_augmentation(x1.shape[0], x1.device, x1.dtype))
@@ -345,7 +467,9 @@ class HarmonyModule(LatentModule):
             mu, logvar = enc["z_mean"], enc["z_logvar"]
             z = self.reparameterize(mu, logvar) if self.training else mu
             out[f"mu_{i}"], out[f"logvar_{i}"] = mu, logvar
-            out[f"rec_{i}"] = self.decode(z)
+            out[f"rec_{i}"] = rec = self.decode(z)
+            if self.resolve_half_turns and self.pose_kind != "none":
+                enc = self.choose_half_turn(xi, enc, rec)
             out[f"can_{i}"] = self.canonicalize(xi, enc)
         return out
 
@@ -357,6 +481,16 @@ class HarmonyModule(LatentModule):
         error of branch i's reconstruction against its canonicalised input, ``X`` the
         squared error between the two canonicalised inputs, ``K`` the KL from branch 1's
         to branch 2's content posterior and ``P`` the mean KL of both posteriors to N(0, I).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 8, 8), 2, encoder_widths=(8,), prior_kl_weight=0.0)
+        >>> x = torch.randn(4, 1, 8, 8)
+        >>> t = m.loss(m(x), x)
+        >>> bool(torch.isclose(t["loss"], t["recon_1"] + t["recon_2"] + t["cross"] + t["kl_branches"]))
+        True
         """
         def sse(a, b):
             return (a - b).pow(2).flatten(1).sum(1).mean()

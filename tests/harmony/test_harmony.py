@@ -140,6 +140,30 @@ def test_rigid3d_defaults_follow_the_seed():
     assert HarmonyEstimator(encoder_widths=(4,), max_epochs=1).fit(vols[:, 0]).batch_size_ == 100
 
 
+def test_half_turn_resolution_changes_angles_by_0_or_180_degrees_only(rigid2d):
+    est, X = rigid2d
+    p = est.transform_params(X)
+    module = est.net_.module_
+    module.resolve_half_turns = False
+    try:
+        raw = est.transform_params(X)
+    finally:
+        module.resolve_half_turns = True
+    diff = np.abs(np.remainder(p["angle_deg"] - raw["angle_deg"] + 180, 360) - 180)
+    assert np.all((diff < 1e-3) | (np.abs(diff - 180) < 1e-3))
+    np.testing.assert_array_equal(p[["shift_x", "shift_y"]], raw[["shift_x", "shift_y"]])
+    # each sample's chosen turn is the one closer to the decoding of its content mean
+    xp = module.prepare(torch.as_tensor(X[:, None]))
+    with torch.no_grad():
+        enc = module.encode(torch.as_tensor(X[:, None]))
+        template = module.decode(enc["z_mean"])
+        chosen = module.choose_half_turn(xp, enc, template)
+        err = [(module.canonicalize(xp, dict(enc, matrix=sign * enc["matrix"])) - template).pow(2).flatten(1).sum(1)
+               for sign in (1, -1)]
+    np.testing.assert_array_equal(chosen["half_turn"].numpy(), (err[1] < err[0]).numpy())
+    np.testing.assert_array_equal(chosen["half_turn"].numpy(), diff > 90)
+
+
 def test_inverse_transform_into_a_pose_round_trips(rigid2d):
     est, X = rigid2d
     Z = est.transform(X[:6])
