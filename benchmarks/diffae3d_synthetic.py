@@ -1,0 +1,205 @@
+"""DiffAE3D on synthetic cardiac-like cines (frames as depth): reconstruction, latent phenotypes, speed.
+
+Data: :func:`sklearn_disentangle.datasets.make_cardiac_volumes` with one slice, so each subject
+is a ``(1, frames, size, size)`` volume in ``[-1, 1]`` (the paper's time-as-depth set-up) with
+known factors ``radius``, ``wall_thickness``, ``contraction`` and ``phase`` (probed as
+``sin``/``cos``). A DiffAE3D (in-plane-only resampling) is trained on ``--n-train`` subjects;
+everything else is measured on ``--n-test`` held-out subjects:
+
+- PSNR of encode/decode (``reconstruct``: DDIM inversion then decoding) at 20 and 50 steps,
+  on the ``[0, 1]`` intensity scale (data range 1), and of decoding ``z`` from random noise;
+- 5-fold cross-validated R^2 of ``StandardScaler + RidgeCV`` on the latents for each factor,
+  against PCA (fitted on the training volumes) with the same number of components;
+- seconds per training step (median over timed steps, after warm-up) on the chosen device and
+  on CPU, and peak memory (CUDA allocator peak; process max RSS).
+
+Run ``python benchmarks/diffae3d_synthetic.py --help``. Training length is either
+``--epochs`` or a wall-clock ``--train-seconds`` budget (epochs run until it is spent; the
+number done is reported so a run can be repeated with ``--epochs``).
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from sklearn_disentangle import DiffAE3D  # noqa: E402
+from sklearn_disentangle.datasets import make_cardiac_volumes  # noqa: E402
+
+
+def make_data(n, frames, size, seed):
+    d = make_cardiac_volumes(n, n_frames=frames, n_slices=1, size=size, random_state=seed)
+    X = np.clip(d.volumes[:, :, :, 0] * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
+    f = d.factors
+    targets = {"radius": f["radius"].to_numpy(), "wall_thickness": f["wall_thickness"].to_numpy(),
+               "contraction": f["contraction"].to_numpy(), "sin_phase": np.sin(f["phase"].to_numpy()),
+               "cos_phase": np.cos(f["phase"].to_numpy())}
+    return X, targets
+
+
+def psnr01(a, b):
+    """PSNR on the [0, 1] scale of images given in [-1, 1], per sample then averaged (dB)."""
+    mse = (((a - b) / 2.0) ** 2).reshape(len(a), -1).mean(1)
+    return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-12))))
+
+
+def probe_r2(Z, targets, seed):
+    cv = KFold(5, shuffle=True, random_state=seed)
+    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    return {k: float(cross_val_score(probe, Z, y, cv=cv, scoring="r2").mean()) for k, y in targets.items()}
+
+
+def step_time(est_params, X, device, n_steps, threads=None):
+    """Median seconds per optimiser step of a fresh model on ``device`` (after 3 warm-up steps)."""
+    if threads:
+        torch.set_num_threads(threads)
+    est = DiffAE3D(**{**est_params, "device": device, "max_epochs": 1})
+    bs = est.batch_size
+    n_steps = min(n_steps, len(X) // bs - 3)
+    if n_steps < 1:
+        raise ValueError(f"need at least {4 * bs} training volumes to time steps of batch {bs}.")
+    sub = X[: bs * (n_steps + 3)]
+    est.fit(sub[: bs * 3])  # builds the net; 3 warm-up steps
+    net = est.net_
+    times = []
+    from sklearn_disentangle.training import to_batch_tensor
+
+    for i in range(n_steps):
+        xb = to_batch_tensor(sub[bs * (3 + i): bs * (4 + i)]).to(net.device)
+        if str(net.device).startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        net.train_step((xb, None))
+        for _, cb in net.callbacks_:
+            if hasattr(cb, "decay_at"):
+                cb.on_batch_end(net, training=True)
+        if str(net.device).startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-train", type=int, default=512)
+    p.add_argument("--n-test", type=int, default=256)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--z-dim", type=int, default=32)
+    p.add_argument("--base-channels", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--train-seconds", type=float, default=120.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu-step-threads", type=int, default=1)
+    p.add_argument("--cpu-steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out", default=None, help="folder for results.json and results.md")
+    args = p.parse_args(argv)
+    t_start = time.time()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    X_tr, _ = make_data(args.n_train, args.frames, args.size, args.seed)
+    X_te, y_te = make_data(args.n_test, args.frames, args.size, args.seed + 1)
+    params = dict(z_dim=args.z_dim, spatial_dims=3, base_channels=args.base_channels, channel_mult=(1, 2, 2),
+                  encoder_channel_mult=(1, 2, 2, 4), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0,
+                  inplane_only=True, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                  random_state=args.seed)
+    est = DiffAE3D(**params, device=args.device, max_epochs=args.epochs or 1)
+    device = str(torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
+                              ("cpu" if args.device == "auto" else args.device)))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    if args.epochs:
+        est.fit(X_tr)
+    else:
+        est.fit(X_tr)
+        while time.time() - t0 < args.train_seconds:
+            est.partial_fit(X_tr)
+    train_s = time.time() - t0
+    epochs = len(est.history_)
+    steps = int(est.net_.module_.ema_updates)
+    losses = [float(h["train_loss"]) for h in est.history_]
+
+    t1 = time.time()
+    Z_te = est.transform(X_te)
+    res = {"psnr": {}}
+    for n in (20, 50):
+        rec = est.reconstruct(X_te, n_steps=n)
+        res["psnr"][f"reconstruct_{n}"] = psnr01(rec, X_te)
+    res["psnr"]["decode_random_xT_20"] = psnr01(est.inverse_transform(Z_te, n_steps=20, random_state=0), X_te)
+    eval_s = time.time() - t1
+    pca = PCA(args.z_dim, random_state=args.seed).fit(X_tr.reshape(len(X_tr), -1))
+    Z_pca = pca.transform(X_te.reshape(len(X_te), -1))
+    res["r2_diffae"] = probe_r2(Z_te, y_te, args.seed)
+    res["r2_pca"] = probe_r2(Z_pca, y_te, args.seed)
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+
+    res["step_s"] = {device: step_time(params, X_tr, device, 20)}
+    if device != "cpu":
+        res["step_s"][f"cpu ({args.cpu_step_threads} thread)"] = step_time(
+            params, X_tr, "cpu", args.cpu_steps, threads=args.cpu_step_threads)
+    res.update({
+        "args": vars(args), "device": device,
+        "gpu_name": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "torch": torch.__version__, "epochs": epochs, "optimizer_steps": steps, "train_s": train_s,
+        "eval_s": eval_s, "loss_first_last": [losses[0], losses[-1]],
+        "n_params": int(sum(p.numel() for n_, p in est.net_.module_.named_parameters() if not n_.startswith("ema_"))),
+        "peak_gpu_mib": peak_gpu, "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "total_s": time.time() - t_start,
+    })
+    md = to_markdown(res)
+    print(md)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "results.json"), "w") as fh:
+            json.dump(res, fh, indent=1)
+        with open(os.path.join(args.out, "results.md"), "w") as fh:
+            fh.write(md)
+    return res
+
+
+def to_markdown(res):
+    a = res["args"]
+    lines = [
+        f"device: {res['device']} {res['gpu_name'] or ''} (torch {res['torch']}); seed {a['seed']}; "
+        f"{a['n_train']} train / {a['n_test']} test subjects, volumes 1x{a['frames']}x{a['size']}x{a['size']} "
+        f"(frames as depth), z_dim {a['z_dim']}, base_channels {a['base_channels']}, batch {a['batch_size']}, "
+        f"lr {a['lr']}, EMA {a['ema_decay']} (warm-up), {res['n_params']:,} trainable parameters",
+        f"training: {res['epochs']} epochs = {res['optimizer_steps']} steps in {res['train_s']:.0f} s "
+        f"(loss {res['loss_first_last'][0]:.3f} -> {res['loss_first_last'][1]:.3f}); evaluation {res['eval_s']:.0f} s; "
+        f"total {res['total_s']:.0f} s",
+        "",
+        "| reconstruction (held-out) | PSNR dB ([0,1] scale) |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.2f} |" for k, v in res["psnr"].items()]
+    lines += ["", f"| factor | R^2 DiffAE3D (z={a['z_dim']}) | R^2 PCA ({a['z_dim']} comps) |", "|---|---|---|"]
+    lines += [f"| {k} | {res['r2_diffae'][k]:.3f} | {res['r2_pca'][k]:.3f} |" for k in res["r2_diffae"]]
+    lines += ["", "| timing | seconds per training step (median) |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in res["step_s"].items()]
+    pg = res["peak_gpu_mib"]
+    lines += ["", f"peak memory: GPU allocator {pg:.0f} MiB; " if pg is not None else "",
+              f"process max RSS {res['max_rss_mib']:.0f} MiB", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
