@@ -1,6 +1,7 @@
 """``HarmonyEstimator``: semantic content disentangled from rotation, shift, scale or contrast."""
 
 import math
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -402,8 +403,6 @@ class HarmonyEstimator(LatentTransformer):
     def _extra_callbacks(self):
         if self.checkpoint_dir is None or not self.validation_fraction > 0:
             return []
-        import os
-
         return [("best_checkpoint", Checkpoint(
             dirname=os.fspath(self.checkpoint_dir), monitor="valid_loss_best", f_params="best_params.pt",
             f_optimizer=None, f_criterion=None, f_history=None, load_best=False))]

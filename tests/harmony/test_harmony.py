@@ -49,8 +49,8 @@ def test_auto_gamma_is_the_seed_rule(n, batch, expected):
 
 def test_fitted_gamma_follows_the_rule_on_the_training_part():
     X = np.random.default_rng(0).normal(size=(40, 8, 8)).astype(np.float32)
-    est = HarmonyEstimator(encoder_widths=(8,), max_epochs=1, batch_size=1, random_state=0).fit(X)
-    assert est.gamma_ == 1.0 and est.net_.module_.gamma == 1.0
+    est = HarmonyEstimator(encoder_widths=(8,), max_epochs=1, batch_size=8, random_state=0).fit(X)
+    assert est.gamma_ == auto_gamma(40, 8) == 1.0 and est.net_.module_.gamma == 1.0
     est = HarmonyEstimator(gamma=2.5, encoder_widths=(8,), max_epochs=1, random_state=0).fit(X)
     assert est.gamma_ == 2.5 and est.net_.module_.gamma == 2.5
     assert est.gamma == 2.5  # the parameter is not overwritten
