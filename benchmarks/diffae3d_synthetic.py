@@ -102,6 +102,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--inversion-end", default="noise", choices=("noise", "last_step"))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--train-seconds", type=float, default=120.0)
     p.add_argument("--device", default="auto")
@@ -120,6 +121,7 @@ def main(argv=None):
     params = dict(z_dim=args.z_dim, spatial_dims=3, base_channels=args.base_channels, channel_mult=(1, 2, 2),
                   encoder_channel_mult=(1, 2, 2, 4), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0,
                   inplane_only=True, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                  inversion_end=args.inversion_end,
                   random_state=args.seed)
     est = DiffAE3D(**params, device=args.device, max_epochs=args.epochs or 1)
     device = str(torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
@@ -182,7 +184,8 @@ def to_markdown(res):
         f"device: {res['device']} {res['gpu_name'] or ''} (torch {res['torch']}); seed {a['seed']}; "
         f"{a['n_train']} train / {a['n_test']} test subjects, volumes 1x{a['frames']}x{a['size']}x{a['size']} "
         f"(frames as depth), z_dim {a['z_dim']}, base_channels {a['base_channels']}, batch {a['batch_size']}, "
-        f"lr {a['lr']}, EMA {a['ema_decay']} (warm-up), {res['n_params']:,} trainable parameters",
+        f"lr {a['lr']}, EMA {a['ema_decay']} (warm-up), inversion_end {a.get('inversion_end', 'noise')!r}, "
+        f"{res['n_params']:,} trainable parameters",
         f"training: {res['epochs']} epochs = {res['optimizer_steps']} steps in {res['train_s']:.0f} s "
         f"(loss {res['loss_first_last'][0]:.3f} -> {res['loss_first_last'][1]:.3f}); evaluation {res['eval_s']:.0f} s; "
         f"total {res['total_s']:.0f} s",

@@ -40,6 +40,7 @@ class DiffAEModule(LatentModule):
     embed_channels : int
     n_timesteps : int
     clip_denoised : bool
+    inversion_end : {"noise", "last_step"}, default="noise"
 
     Examples
     --------
@@ -54,8 +55,10 @@ class DiffAEModule(LatentModule):
     """
 
     def __init__(self, input_shape, z_dim, base_channels, channel_mult, encoder_channel_mult, num_res_blocks,
-                 attention_resolutions, dropout, inplane_only, embed_channels, n_timesteps, clip_denoised):
+                 attention_resolutions, dropout, inplane_only, embed_channels, n_timesteps, clip_denoised,
+                 inversion_end="noise"):
         super().__init__()
+        self.inversion_end = inversion_end
         self.input_shape = tuple(int(s) for s in input_shape)
         self.clip_denoised = bool(clip_denoised)
         self.diffusion = GaussianDiffusion(n_timesteps)
@@ -120,7 +123,8 @@ class DiffAEModule(LatentModule):
 
     def encode_stochastic(self, x, z, n_steps=20):
         """DDIM inversion of ``x`` conditioned on ``z``: the ``x_T`` that decodes back to ``x``."""
-        return self.diffusion.ddim_invert(lambda xt, t: self.eps(xt, t, z), x, n_steps, self.clip_denoised)
+        return self.diffusion.ddim_invert(lambda xt, t: self.eps(xt, t, z), x, n_steps, self.clip_denoised,
+                                          self.inversion_end)
 
     def forward(self, x):
         t = self.diffusion.sample_timesteps(len(x), x.device)

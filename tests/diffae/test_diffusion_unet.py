@@ -46,14 +46,17 @@ def _oracle(d, target):
     return model
 
 
-def test_ddim_decode_and_inversion_with_an_exact_model():
+@pytest.mark.parametrize("end", ["noise", "last_step"])
+def test_ddim_decode_and_inversion_with_an_exact_model(end):
     d = GaussianDiffusion(1000)
     target = torch.rand(2, 1, 4, 4, dtype=torch.float64) * 1.6 - 0.8
     model = _oracle(d, target)
     out = d.ddim_decode(model, torch.randn(2, 1, 4, 4, dtype=torch.float64), n_steps=10)
     torch.testing.assert_close(out, target)  # any x_T decodes to the only data point
-    x_T = d.ddim_invert(model, target, n_steps=10)
+    x_T = d.ddim_invert(model, target, n_steps=10, end=end)
     torch.testing.assert_close(d.ddim_decode(model, x_T, n_steps=10), target)
+    with pytest.raises(ValueError, match="end must be"):
+        d.ddim_invert(model, target, n_steps=10, end="middle")
 
 
 def test_clipping_keeps_the_x0_prediction_in_range():
