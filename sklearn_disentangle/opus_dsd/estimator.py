@@ -250,6 +250,9 @@ class OpusDSD(LatentTransformer):
     - No gradient accumulation; AdamW without weight decay and StepLR per epoch as in
       ``train_cv``. Validation is opt-in (``validation_fraction``), not a required split file.
     - View groups are a Fibonacci grid of directions (no healpy dependency).
+    - The encoder's log-variance head starts at -6 (posterior std 0.05): with the original's
+      SNR-gated, ``1/M``-scaled KL weight nothing else keeps unit noise on ``z`` from teaching
+      the decoder to ignore ``z`` at the start (seen as collapsed latents in small runs).
     - ``transform`` returns the deterministic encoder mean; the original's ``z.N.pkl`` holds
       the running memory bank, available here as :attr:`bank_`.
     - scikit-learn's ``check_estimator`` feeds plain arrays without poses or CTF, which this
@@ -276,8 +279,8 @@ class OpusDSD(LatentTransformer):
     PRESETS = {
         "paper": {"downfrac": 0.75, "templateres": 224, "width_mult": 1.0, "batch_size": 12, "lr": 1e-4,
                   "n_pose_candidates": 8},
-        "cpu": {"downfrac": 1.0, "templateres": 32, "width_mult": 0.125, "batch_size": 16, "lr": 1e-3,
-                "n_pose_candidates": 4, "beta_period": 5000, "beta_ramp": 4000},
+        "cpu": {"downfrac": 1.0, "templateres": 64, "width_mult": 0.25, "batch_size": 32, "lr": 1e-3,
+                "n_pose_candidates": 4, "beta_period": 25000, "beta_ramp": 20000},
         "tiny": {"downfrac": 1.0, "templateres": 16, "width_mult": 0.03125, "batch_size": 16, "lr": 1e-3,
                  "n_pose_candidates": 2, "pool_size": 256, "n_positives": 8},
     }
@@ -531,6 +534,15 @@ class OpusDSD(LatentTransformer):
         Returns
         -------
         Z : ndarray of shape (n_particles, z_dim), float32
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.opus_dsd import OpusDSD
+        >>> from sklearn_disentangle.datasets import make_cryoem_particles
+        >>> stack, _ = make_cryoem_particles(16, 16, random_state=0)
+        >>> est = OpusDSD(z_dim=2, **OpusDSD.PRESETS["tiny"], max_epochs=1, random_state=0).fit(stack)
+        >>> est.transform(stack).shape
+        (16, 2)
         """
         check_is_fitted(self)
         Xv = self._validate_input(X, reset=False)
@@ -554,6 +566,16 @@ class OpusDSD(LatentTransformer):
         Returns
         -------
         score : float
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.opus_dsd import OpusDSD
+        >>> from sklearn_disentangle.datasets import make_cryoem_particles
+        >>> stack, _ = make_cryoem_particles(16, 16, random_state=0)
+        >>> est = OpusDSD(z_dim=2, **OpusDSD.PRESETS["tiny"], max_epochs=1, random_state=0).fit(stack)
+        >>> import numpy as np
+        >>> bool(np.isfinite(est.score(stack)))
+        True
         """
         check_is_fitted(self)
         Xv = self._validate_input(X, reset=False)
@@ -606,6 +628,15 @@ class OpusDSD(LatentTransformer):
         volumes : ndarray of shape (n, D, D, D), float32
             Voxel size :attr:`volume_pixel_size_`; intensities in units of the normalised
             images (raw images divided by :attr:`image_std_`) per voxel of the render grid.
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.opus_dsd import OpusDSD
+        >>> from sklearn_disentangle.datasets import make_cryoem_particles
+        >>> stack, _ = make_cryoem_particles(16, 16, random_state=0)
+        >>> est = OpusDSD(z_dim=2, **OpusDSD.PRESETS["tiny"], max_epochs=1, random_state=0).fit(stack)
+        >>> est.inverse_transform(est.transform(stack[:3])).shape
+        (3, 16, 16, 16)
         """
         check_is_fitted(self)
         Z = self._check_codes(X)
@@ -625,6 +656,16 @@ class OpusDSD(LatentTransformer):
         Returns
         -------
         paths : list of str
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.opus_dsd import OpusDSD
+        >>> from sklearn_disentangle.datasets import make_cryoem_particles
+        >>> stack, _ = make_cryoem_particles(16, 16, random_state=0)
+        >>> est = OpusDSD(z_dim=2, **OpusDSD.PRESETS["tiny"], max_epochs=1, random_state=0).fit(stack)
+        >>> import os, tempfile
+        >>> [os.path.basename(p) for p in est.write_volumes(est.transform(stack[:2]), tempfile.mkdtemp())]
+        ['volume_000.mrc', 'volume_001.mrc']
         """
         from .analysis import write_volume_series
 
@@ -648,6 +689,15 @@ class OpusDSD(LatentTransformer):
         -------
         images : ndarray of shape (n, D, D), float32
             In the units of the raw images.
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.opus_dsd import OpusDSD
+        >>> from sklearn_disentangle.datasets import make_cryoem_particles
+        >>> stack, _ = make_cryoem_particles(16, 16, random_state=0)
+        >>> est = OpusDSD(z_dim=2, **OpusDSD.PRESETS["tiny"], max_epochs=1, random_state=0).fit(stack)
+        >>> est.project(est.transform(stack[:4]), stack[:4]).shape
+        (4, 16, 16)
         """
         check_is_fitted(self)
         Z = self._check_codes(Z)
@@ -683,7 +733,17 @@ class OpusDSD(LatentTransformer):
 
     @property
     def bank_(self):
-        """The running memory bank of training latents ``(n_particles, z_dim)`` (the original's ``z.N.pkl``)."""
+        """The running memory bank of training latents ``(n_particles, z_dim)`` (the original's ``z.N.pkl``).
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.opus_dsd import OpusDSD
+        >>> from sklearn_disentangle.datasets import make_cryoem_particles
+        >>> stack, _ = make_cryoem_particles(16, 16, random_state=0)
+        >>> est = OpusDSD(z_dim=2, **OpusDSD.PRESETS["tiny"], max_epochs=1, random_state=0).fit(stack)
+        >>> est.bank_.shape
+        (16, 2)
+        """
         check_is_fitted(self)
         return self.net_.module_.bank[:, :self.z_dim].detach().to("cpu", torch.float32).numpy()
 
@@ -703,6 +763,17 @@ class OpusDSD(LatentTransformer):
         Returns
         -------
         summary : sklearn.utils.Bunch
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.opus_dsd import OpusDSD
+        >>> from sklearn_disentangle.datasets import make_cryoem_particles
+        >>> stack, _ = make_cryoem_particles(16, 16, random_state=0)
+        >>> est = OpusDSD(z_dim=2, **OpusDSD.PRESETS["tiny"], max_epochs=1, random_state=0).fit(stack)
+        >>> import tempfile
+        >>> out = est.analyze(stack, n_clusters=2, output_dir=tempfile.mkdtemp(), umap=False, write_volumes=False)
+        >>> out.labels.shape
+        (16,)
         """
         from .analysis import analyze
 
