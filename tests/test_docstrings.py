@@ -18,6 +18,7 @@ PACKAGES = [
     "sklearn_disentangle.cfasl",
     "sklearn_disentangle.io",
     "sklearn_disentangle.cryoem",
+    "sklearn_disentangle.opus_dsd",
 ]
 
 

@@ -347,7 +347,28 @@ def render_projections(volumes, rotations, ctf=None, *, render_size=None, shifts
 
 
 def ctf_on_grid(ctf_params, size, pixel_size):
-    """CTF of each particle on a ``size`` grid from packed parameters (see ``pack_ctf``)."""
+    """CTF of each particle on a ``size`` grid from packed parameters (see :func:`pack_ctf`).
+
+    Parameters
+    ----------
+    ctf_params : tensor of shape (n, 9)
+        Columns in :data:`CTF_COLUMNS` order.
+    size : int
+    pixel_size : float
+        Pixel size of that grid (Angstrom).
+
+    Returns
+    -------
+    ctf : tensor of shape (n, size, size), float32
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.opus_dsd.geometry import ctf_on_grid
+    >>> c = ctf_on_grid(torch.tensor([[15000.0, 15000.0, 0.0, 300.0, 2.7, 0.1, 0.0, 0.0, 1.0]]), 16, 4.0)
+    >>> c.shape, round(float(c[0, 8, 8]), 4)
+    (torch.Size([1, 16, 16]), 0.1)
+    """
     p = ctf_params.to(torch.float64)
     return compute_ctf(size, pixel_size, p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], p[:, 5], p[:, 6], p[:, 7],
                        p[:, 8], dtype=torch.float32, device=ctf_params.device)
@@ -358,7 +379,25 @@ CTF_COLUMNS = ("defocus_u", "defocus_v", "defocus_angle", "voltage", "spherical_
 
 
 def pack_ctf(table):
-    """The CTF table's columns as an ``(n, 9)`` float32 array in :data:`CTF_COLUMNS` order."""
+    """The CTF table's columns as an ``(n, 9)`` float32 array in :data:`CTF_COLUMNS` order.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        e.g. ``ParticleStack.ctf`` (columns of :func:`~sklearn_disentangle.io.parse_ctf`).
+
+    Returns
+    -------
+    params : ndarray of shape (n, 9), float32
+
+    Examples
+    --------
+    >>> from sklearn_disentangle.datasets import make_cryoem_particles
+    >>> from sklearn_disentangle.opus_dsd.geometry import pack_ctf
+    >>> stack, _ = make_cryoem_particles(3, 16, random_state=0)
+    >>> pack_ctf(stack.ctf).shape
+    (3, 9)
+    """
     missing = [c for c in CTF_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"the CTF table lacks the columns {missing}; build it with sklearn_disentangle.io.parse_ctf.")
