@@ -16,7 +16,7 @@ The UK Biobank pipeline of Ometto, Chatterjee et al. in miniature:
 Runs in a few minutes on a laptop CPU with the small ``"cpu"`` preset (16 px, few epochs): the
 numbers are a smoke test of the pipeline; ``benchmarks/diffae3d_synthetic.py`` trains longer
 (see ``benchmarks/results/diffae3d_synthetic.md`` for GPU numbers).
-Usage: ``python examples/diffae3d_phenotypes.py [--subjects 96] [--epochs 8] [--out DIR]``.
+Usage: ``python examples/diffae3d_phenotypes.py [--subjects 96] [--epochs 8] [--threads 1] [--out DIR]``.
 """
 
 import argparse
@@ -53,8 +53,10 @@ def main():
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--out", default=None, help="output folder (default: a temporary one)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (more help on an idle machine, hurt badly on shared cores)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads)
     out = args.out or tempfile.mkdtemp(prefix="diffae3d_")
     os.makedirs(out, exist_ok=True)
 
