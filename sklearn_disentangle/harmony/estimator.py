@@ -132,6 +132,9 @@ class HarmonyEstimator(LatentTransformer):
         ``rigid2d`` / ``affine2d``: canonicalise each sample with its predicted rotation or
         that rotation turned by 180 degrees, whichever is closer to its reconstruction, in
         training and in :meth:`transform_params` (see Notes). False reproduces the reference.
+    contrast_frame : {"observed", "canonical"}, default="observed"
+        ``contrast``: where the image terms are measured (see Notes). ``"canonical"``
+        reproduces the reference.
     encoder_widths : tuple of int or None, default=None
         ``None`` gives the reference's networks: an MLP ``(512, 512, 512, 512, 128)`` with
         tanh for the 2-D geometric kinds; stride-2 (kernel 4) 3-D convolutions
@@ -221,6 +224,13 @@ class HarmonyEstimator(LatentTransformer):
       average of both half-turns. Choosing per sample between the predicted rotation and
       its 180-degree turn by the reconstruction error (no gradient through the choice, as
       O2-VAE's flip search) lets the template become asymmetric and the angles consistent.
+    - Contrast image terms are measured in the observed frame by default
+      (``contrast_frame="observed"``: ``|g rec - x|^2`` and ``|x_1 - (g_1 / g_2) x_2|^2``).
+      Between canonical images ``x / g``, as in the reference, every term shrinks as
+      ``1 / g^2``, so the predicted gains drift to the top of their range and the content
+      code collapses: on gain-varied digits 0/1 (16 px, 1000 images, 50 epochs) KMeans ARI
+      0.06 and gain correlation 0.81 in the canonical frame, 0.87 and 0.89 in the observed
+      frame.
     - A prior KL term (``prior_kl_weight``, default 1) is available; the reference has none.
     - The decoder output defaults to linear for z-scored data (the reference's tanh cannot
       reach the |x| > 1 values of z-scored images) and sigmoid only for data in [0, 1].
@@ -275,6 +285,7 @@ class HarmonyEstimator(LatentTransformer):
         "augment_scale": [tuple, list],
         "augment_gain": [tuple, list],
         "resolve_half_turns": ["boolean"],
+        "contrast_frame": [Options(("observed", "canonical"))],
         "encoder_widths": [tuple, list, None],
         "decoder_widths": [tuple, list, None],
         "batch_size": [Options(("auto",)), Interval(Integral, 1, None)],
@@ -283,7 +294,7 @@ class HarmonyEstimator(LatentTransformer):
     def __init__(self, kind="rigid2d", z_dim=1, *, gamma="auto", prior_kl_weight=1.0, cross_weight_in_gamma=True,
                  normalize="auto", decoder_output="auto", max_shift="auto", max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift="auto", augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
-                 resolve_half_turns=True, encoder_widths=None, decoder_widths=None, max_epochs=100, batch_size="auto", lr=1e-4,
+                 resolve_half_turns=True, contrast_frame="observed", encoder_widths=None, decoder_widths=None, max_epochs=100, batch_size="auto", lr=1e-4,
                  device="auto", random_state=None, verbose=0, callbacks=None, validation_fraction=0.0,
                  checkpoint_dir=None, warm_start=False, image_shape=None):
         self.kind = kind
@@ -301,6 +312,7 @@ class HarmonyEstimator(LatentTransformer):
         self.augment_scale = augment_scale
         self.augment_gain = augment_gain
         self.resolve_half_turns = resolve_half_turns
+        self.contrast_frame = contrast_frame
         self.encoder_widths = encoder_widths
         self.decoder_widths = decoder_widths
         self.max_epochs = max_epochs
@@ -393,7 +405,7 @@ class HarmonyEstimator(LatentTransformer):
             max_shift=self.max_shift_, max_scale=self.max_scale, gain_range=self._gain_range,
             augment_rotation=self.augment_rotation, augment_shift=self.augment_shift_,
             augment_scale=self._augment_scale, augment_gain=self._augment_gain,
-            resolve_half_turns=self.resolve_half_turns)
+            resolve_half_turns=self.resolve_half_turns, contrast_frame=self.contrast_frame)
 
     def _make_net(self, module, device):
         net = super()._make_net(module, device)

@@ -183,6 +183,10 @@ class HarmonyModule(LatentModule):
         2-D kinds: canonicalise each sample with its predicted rotation or that rotation
         turned by 180 degrees, whichever matches its reconstruction better
         (:meth:`choose_half_turn`).
+    contrast_frame : {"observed", "canonical"}
+        ``contrast``: measure the image terms in each branch's observed frame (the decoded
+        image times the gain against the input; the cross term as branch 2 brought to branch
+        1's gain) or, as the reference, between canonical images ``x / gain``.
 
     Examples
     --------
@@ -200,8 +204,11 @@ class HarmonyModule(LatentModule):
                  decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, cross_weight_in_gamma=True, normalize=True,
                  decoder_output="linear", max_shift=4.0, max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
-                 resolve_half_turns=False):
+                 resolve_half_turns=False, contrast_frame="observed"):
         super().__init__()
+        if contrast_frame not in ("observed", "canonical"):
+            raise ValueError(f"contrast_frame must be 'observed' or 'canonical', got {contrast_frame!r}.")
+        self.contrast_frame = contrast_frame
         self.resolve_half_turns = bool(resolve_half_turns) and kind in ("rigid2d", "affine2d")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
@@ -249,8 +256,8 @@ class HarmonyModule(LatentModule):
         >>> from sklearn_disentangle.harmony.model import HarmonyModule
         >>> m = HarmonyModule((1, 8, 8), 1, encoder_widths=(8,))
         >>> x = m.prepare(3 + 2 * torch.randn(2, 1, 8, 8))
-        >>> [round(float(v), 3) for v in (x[0].mean(), x[0].std(unbiased=False))]
-        [0.0, 1.0]
+        >>> round(abs(float(x[0].mean())), 3), round(float(x[0].std(unbiased=False)), 3)
+        (0.0, 1.0)
         """
         if not self.normalize:
             return x
@@ -471,6 +478,8 @@ class HarmonyModule(LatentModule):
             if self.resolve_half_turns and self.pose_kind != "none":
                 enc = self.choose_half_turn(xi, enc, rec)
             out[f"can_{i}"] = self.canonicalize(xi, enc)
+            if self.pose_kind == "contrast":
+                out[f"x_{i}"], out[f"gain_{i}"] = xi, enc["gain"]
         return out
 
     def loss(self, output, x):
@@ -481,6 +490,8 @@ class HarmonyModule(LatentModule):
         error of branch i's reconstruction against its canonicalised input, ``X`` the
         squared error between the two canonicalised inputs, ``K`` the KL from branch 1's
         to branch 2's content posterior and ``P`` the mean KL of both posteriors to N(0, I).
+        For ``contrast`` with ``contrast_frame="observed"``, ``R_i = |g_i rec_i - x_i|^2`` and
+        ``X = |x_1 - (g_1 / g_2) x_2|^2`` (``g_i`` the predicted gains).
 
         Examples
         --------
@@ -495,9 +506,16 @@ class HarmonyModule(LatentModule):
         def sse(a, b):
             return (a - b).pow(2).flatten(1).sum(1).mean()
 
-        r1 = sse(output["rec_1"], output["can_1"])
-        r2 = sse(output["rec_2"], output["can_2"])
-        cross = sse(output["can_1"], output["can_2"])
+        if self.pose_kind == "contrast" and self.contrast_frame == "observed":
+            shape = (-1,) + (1,) * (output["x_1"].ndim - 1)
+            g1, g2 = output["gain_1"].view(shape), output["gain_2"].view(shape)
+            r1 = sse(output["rec_1"] * g1, output["x_1"])
+            r2 = sse(output["rec_2"] * g2, output["x_2"])
+            cross = sse(output["x_1"], output["x_2"] * g1 / g2)
+        else:
+            r1 = sse(output["rec_1"], output["can_1"])
+            r2 = sse(output["rec_2"], output["can_2"])
+            cross = sse(output["can_1"], output["can_2"])
         kl = gaussian_kl_between(output["mu_1"], output["logvar_1"], output["mu_2"], output["logvar_2"])
         kl = kl.sum(1).mean() / self.z_dim
         prior = 0.5 * (gaussian_kl(output["mu_1"], output["logvar_1"]).sum(1).mean()

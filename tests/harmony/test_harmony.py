@@ -330,3 +330,22 @@ def test_cuda_fit_poses_and_pickle():
     assert (p[["shift_x", "shift_y"]].abs() <= est.max_shift_).all().all()
     loaded = pickle.loads(pickle.dumps(est))
     np.testing.assert_allclose(loaded.transform(X), est.transform(X), rtol=1e-5, atol=1e-5)
+
+
+def test_contrast_loss_frames():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 8, 8)
+    obs = HarmonyModule((3, 8, 8), 1, kind="contrast", encoder_widths=(4, 8), normalize=False,
+                        decoder_output="sigmoid", prior_kl_weight=0.0)
+    out = obs(x)
+    t = obs.loss(out, x)
+    g1, g2 = out["gain_1"].view(-1, 1, 1, 1), out["gain_2"].view(-1, 1, 1, 1)
+    sse = lambda a, b: (a - b).pow(2).flatten(1).sum(1).mean()  # noqa: E731
+    torch.testing.assert_close(t["recon_1"], sse(out["rec_1"] * g1, x))
+    torch.testing.assert_close(t["cross"], sse(x, out["x_2"] * g1 / g2))
+    obs.contrast_frame = "canonical"  # the reference's frame
+    t = obs.loss(out, x)
+    torch.testing.assert_close(t["recon_1"], sse(out["rec_1"], x / g1))
+    torch.testing.assert_close(t["cross"], sse(x / g1, out["x_2"] / g2))
+    with pytest.raises(ValueError, match="contrast_frame"):
+        HarmonyModule((3, 8, 8), 1, kind="contrast", encoder_widths=(4, 8), contrast_frame="raw")
