@@ -141,7 +141,9 @@ class HarmonyEstimator(LatentTransformer):
         ``(32, 64, 128)`` then a dense 512 with tanh for ``rigid3d``; 2-D convolutions
         ``(32, 32, 64, 64, 128)`` then a dense 512 with ReLU for ``contrast``; conv stacks are
         cut to as many convolutions as leave a side of at least 2 (32 px: four). For conv
-        encoders the last entry is the dense layer.
+        encoders the last entry is the dense layer. On simulated 32 px particles a shallower
+        MLP, ``(256, 256, 128)``, learned pose and content within 100 epochs where the
+        reference's did not (``benchmarks/results/harmony_particles.md``).
     decoder_widths : tuple of int or None, default=None
         ``None``: the reversed ``encoder_widths``.
     max_epochs : int, default=100
