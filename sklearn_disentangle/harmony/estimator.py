@@ -220,10 +220,10 @@ class HarmonyEstimator(LatentTransformer):
       instead of one unbounded number: a continuous network can then follow full 360-degree
       turns of its input.
     - Half-turn resolution (``resolve_half_turns``, 2-D): without it, on simulated particles
-      the encoder learns the in-plane angle well *modulo 180 degrees* and stays there (a
-      network first picks up the particle's principal axis, and a continuous map cannot
-      move from that solution to a full-turn one), with the decoder learning the blurred
-      average of both half-turns. Choosing per sample between the predicted rotation and
+      the encoder learns the in-plane angle well *modulo 180 degrees* and stays there
+      (presumably because it first picks up the particle's principal axis, and a continuous
+      map cannot move from that solution to a full-turn one), with the decoder learning the
+      blurred average of both half-turns. Choosing per sample between the predicted rotation and
       its 180-degree turn by the reconstruction error (no gradient through the choice, as
       O2-VAE's flip search) lets the template become asymmetric and the angles consistent.
     - Contrast image terms are measured in the observed frame by default
@@ -249,6 +249,12 @@ class HarmonyEstimator(LatentTransformer):
     - The contrast networks have no batch normalisation (it made outputs depend on batch
       composition and fails on one-sample batches); contrast is a pure gain with no
       clipping to [0, 1].
+
+    Measured so far (``benchmarks/results/harmony_particles.md``): on simulated 32 px
+    particles of two conformations seen from one direction under in-plane rotations
+    (0-360 degrees), shifts and noise (SNR 2), KMeans on ``transform`` separates the
+    conformations (ARI 0.998) and the angles match up to one offset per conformation; for
+    ``rigid3d``, 50 CPU epochs on 16^3 subtomograms learnt no rotation (a known gap).
 
     References
     ----------
@@ -296,7 +302,8 @@ class HarmonyEstimator(LatentTransformer):
     def __init__(self, kind="rigid2d", z_dim=1, *, gamma="auto", prior_kl_weight=1.0, cross_weight_in_gamma=True,
                  normalize="auto", decoder_output="auto", max_shift="auto", max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift="auto", augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
-                 resolve_half_turns=True, contrast_frame="observed", encoder_widths=None, decoder_widths=None, max_epochs=100, batch_size="auto", lr=1e-4,
+                 resolve_half_turns=True, contrast_frame="observed", encoder_widths=None, decoder_widths=None,
+                 max_epochs=100, batch_size="auto", lr=1e-4,
                  device="auto", random_state=None, verbose=0, callbacks=None, validation_fraction=0.0,
                  checkpoint_dir=None, warm_start=False, image_shape=None):
         self.kind = kind
