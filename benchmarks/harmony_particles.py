@@ -143,7 +143,8 @@ def run_experiment(kind, args, seed):
                 or v[0] == "harmony_no_half_turns" and kind == "rigid2d" and (args.ablate_half_turns or args.only_no_half_turns)]
     for name, extra in variants:
         est = HarmonyEstimator(kind, z_dim=1, max_epochs=epochs, lr=args.lr, encoder_widths=widths,
-                               augment_rotation=args.augment_rotation, device=args.device, random_state=seed, **extra)
+                               augment_rotation=args.augment_rotation, prior_kl_weight=args.prior_kl_weight,
+                               device=args.device, random_state=seed, **extra)
         t0 = time.perf_counter()
         est.fit(X)
         res[f"{name}_fit_s"] = time.perf_counter() - t0
@@ -237,6 +238,7 @@ def main(argv=None):
     p.add_argument("--encoder-widths", nargs="*", type=int, default=None,
                    help="Harmony encoder widths (default: the reference's networks)")
     p.add_argument("--augment-rotation", type=float, default=90.0)
+    p.add_argument("--prior-kl-weight", type=float, default=1.0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--ablate-half-turns", action="store_true",
                    help="rigid2d: also train with resolve_half_turns=False (the reference's behaviour)")
