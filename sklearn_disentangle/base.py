@@ -366,17 +366,22 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             if arr.ndim > self._spatial_dims + 2:
                 raise ValueError(self._shape_help(f"X of shape {arr.shape}"))
             trailing = tuple(arr.shape[1:])
+            if not reset and trailing != getattr(self, "image_shape_", trailing):
+                raise self._shape_mismatch(trailing)
             flat = arr.reshape(arr.shape[0], int(np.prod(trailing)))
             Xn = validate_data(self, flat, reset=reset, dtype=[np.float32, np.float64]).reshape((-1,) + trailing)
         if reset:
             self.image_shape_ = trailing
             self.input_shape_ = self._module_shape(trailing)
         elif trailing != self.image_shape_:
-            raise ValueError(
-                f"X has per-sample shape {trailing} but this {type(self).__name__} was fitted on "
-                f"shape {self.image_shape_}; resize or crop X to {self.image_shape_}."
-            )
+            raise self._shape_mismatch(trailing)
         return np.ascontiguousarray(Xn, dtype=np.float32).reshape((len(Xn),) + self.input_shape_)
+
+    def _shape_mismatch(self, trailing):
+        return ValueError(
+            f"X has per-sample shape {trailing} but this {type(self).__name__} was fitted on "
+            f"shape {self.image_shape_}; resize or crop X to {self.image_shape_}."
+        )
 
     def _module_shape(self, trailing):
         if len(trailing) == 1:
