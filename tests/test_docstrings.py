@@ -19,6 +19,9 @@ PACKAGES = [
     "sklearn_disentangle.io",
     "sklearn_disentangle.cryoem",
     "sklearn_disentangle.opus_dsd",
+    "sklearn_disentangle.harmony",
+    "sklearn_disentangle.diffae",
+    "sklearn_disentangle.o2vae",
 ]
 
 
