@@ -13,6 +13,10 @@ Three experiments (``--experiments``), each with ``HarmonyEstimator`` and
   noise at ``--snr``).
 - ``contrast``: scikit-learn's digits 0 and 1 at ``--size`` px (upright,
   ``make_rotated_digits(n_angles=1)``), multiplied by a random gain ``U(0.35, 1.0)``.
+- ``contrast_particles``: the 2-conformation projections of ``rigid2d`` at ``--size`` px with
+  no rotation or shift, scaled to a maximum of 1, multiplied by a random gain
+  ``U(--gain-low, 1.0)`` and given white noise at ``--contrast-snr`` (of the mean gain's
+  image): the gain, not the conformation, carries most of the pixel variance.
 
 Reported per method: KMeans (k=2) adjusted Rand index of the codes against the
 conformation (digit), plus the pose recovery:
@@ -50,7 +54,13 @@ from sklearn_disentangle import CFASLVAE, HarmonyEstimator
 from sklearn_disentangle.cryoem.projection import shift_images
 from sklearn_disentangle.cryoem.rotations import rotate_images
 from sklearn_disentangle.datasets import make_rotated_digits
-from sklearn_disentangle.datasets.cryoem import CryoEMConformationDataset, make_subtomograms
+from sklearn_disentangle.cryoem.rotations import axis_angle_to_matrix
+from sklearn_disentangle.datasets.cryoem import (
+    CryoEMConformationDataset,
+    make_subtomograms,
+    molecule_blobs,
+    render_volume,
+)
 
 
 # ----------------------------------------------------------------------------- data
@@ -68,9 +78,37 @@ def make_rigid2d(n, size, snr, max_shift, seed):
     return X, {"labels": labels, "psi": psi, "shifts": shifts}
 
 
-def make_rigid3d(n, size, snr, max_shift, seed):
-    X, truth = make_subtomograms(n, size, n_conformations=2, snr=snr, max_shift=max_shift, random_state=seed)
-    return X, {"labels": truth.labels, "rotations": truth.rotations, "shifts": truth.shifts}
+def make_rigid3d(n, size, snr, max_shift, seed, max_angle=None):
+    if max_angle is None:
+        X, truth = make_subtomograms(n, size, n_conformations=2, snr=snr, max_shift=max_shift, random_state=seed)
+        return X, {"labels": truth.labels, "rotations": truth.rotations, "shifts": truth.shifts}
+    # rotations by at most max_angle degrees: uniform axis, angle with density ~ a^2 (the
+    # small-angle limit of the uniform measure), the same molecule and noise model
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(2, size=n)
+    axis = rng.standard_normal((n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    angle = np.deg2rad(max_angle) * rng.uniform(0, 1, n) ** (1 / 3)
+    rotations = axis_angle_to_matrix(torch.as_tensor(axis * angle[:, None])).numpy()
+    shifts = rng.uniform(-max_shift, max_shift, (n, 3))
+    centres, sigmas, weights = molecule_blobs(np.linspace(0.0, 1.0, 2)[labels], size)
+    clean = render_volume(np.einsum("nij,nbj->nbi", rotations, centres) + shifts[:, None, :], sigmas, weights, size)
+    sigma = float(np.sqrt(clean.var(axis=(1, 2, 3)).mean() / snr))
+    X = (clean + rng.standard_normal(clean.shape) * sigma).astype(np.float32)
+    return X, {"labels": labels, "rotations": rotations, "shifts": shifts}
+
+
+def make_contrast_particles(n, size, seed, gain_low=0.2, snr=20.0):
+    rng = np.random.RandomState(seed)
+    data = CryoEMConformationDataset(box_size=size, n_conformations=2, n_views=1, random_state=seed)
+    labels = rng.randint(2, size=n)
+    clean = data.sample_observations_from_factors(np.stack([labels, np.zeros(n, int)], 1))
+    clean = clean / clean.max()
+    gains = rng.uniform(gain_low, 1.0, n)
+    img = clean * gains[:, None, None]
+    sigma = np.sqrt(img.var(axis=(1, 2)).mean() / snr)
+    X = (img + rng.standard_normal(img.shape) * sigma).astype(np.float32)
+    return X, {"labels": labels, "gains": gains}
 
 
 def make_contrast(n, size, seed):
@@ -129,22 +167,32 @@ def run_experiment(kind, args, seed):
     if kind == "rigid2d":
         X, truth = make_rigid2d(args.n, size, args.snr, args.max_shift, seed)
     elif kind == "rigid3d":
-        X, truth = make_rigid3d(args.n3d, size, args.snr, args.max_shift, seed)
+        shift3d = args.max_shift if args.max_shift3d is None else args.max_shift3d
+        X, truth = make_rigid3d(args.n3d, size, args.snr, shift3d, seed, args.max_angle3d)
+    elif kind == "contrast_particles":
+        X, truth = make_contrast_particles(args.n, size, seed, args.gain_low, args.contrast_snr)
     else:
         X, truth = make_contrast(args.n, size, seed)
     labels = truth["labels"]
     res = {"kind": kind, "seed": seed, "n": len(X), "shape": list(X.shape[1:])}
     epochs = args.epochs3d if kind == "rigid3d" else args.epochs
     widths = tuple(args.encoder_widths) if args.encoder_widths else None
+    if kind == "rigid3d" and args.rigid3d_widths:
+        widths = tuple(args.rigid3d_widths)
     if args.quick:
-        widths = {"rigid2d": (64, 32), "rigid3d": (4, 8, 32), "contrast": (8, 16, 32)}[kind]
+        widths = {"rigid2d": (64, 32), "rigid3d": (4, 8, 32), "contrast": (8, 16, 32),
+                  "contrast_particles": (8, 16, 32)}[kind]
     variants = [v for v in (("harmony", {}), ("harmony_no_half_turns", {"resolve_half_turns": False}))
                 if v[0] == "harmony" and not args.only_no_half_turns
                 or v[0] == "harmony_no_half_turns" and kind == "rigid2d" and (args.ablate_half_turns or args.only_no_half_turns)]
     for name, extra in variants:
-        est = HarmonyEstimator(kind, z_dim=1, max_epochs=epochs, lr=args.lr, encoder_widths=widths,
-                               augment_rotation=args.augment_rotation, prior_kl_weight=args.prior_kl_weight,
-                               device=args.device, random_state=seed, **extra)
+        if kind == "rigid3d":
+            extra = dict(extra, rotation_head=args.rotation_head, resolve_half_turns=not args.no_resolve_3d)
+        if args.content_from and kind in ("rigid2d", "rigid3d"):
+            extra = dict(extra, content_from=args.content_from)
+        est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
+                               lr=args.lr, encoder_widths=widths, augment_rotation=args.augment_rotation,
+                               prior_kl_weight=args.prior_kl_weight, device=args.device, random_state=seed, **extra)
         t0 = time.perf_counter()
         est.fit(X)
         res[f"{name}_fit_s"] = time.perf_counter() - t0
@@ -204,6 +252,10 @@ def to_markdown(results, args, wall):
             else:
                 pose = f"corr(log gain, log true gain) {r[f'{name}_gain_log_corr']:.3f}"
             label = "Harmony" if name == "harmony" else "Harmony, resolve_half_turns=False"
+            if args.content_from and r["kind"] in ("rigid2d", "rigid3d"):
+                label += f", content_from={args.content_from!r}"
+            if r["kind"] == "rigid3d":
+                label += f" ({args.rotation_head} head, resolve_half_turns={not args.no_resolve_3d})"
             lines.append(head + f"| {label} | {r[f'{name}_ari']:.3f} | {pose} | {r[f'{name}_fit_s']:.1f} |")
         for z in args.vae_z:
             if f"betavae_z{z}_ari" not in r:
@@ -239,6 +291,18 @@ def main(argv=None):
                    help="Harmony encoder widths (default: the reference's networks)")
     p.add_argument("--augment-rotation", type=float, default=90.0)
     p.add_argument("--prior-kl-weight", type=float, default=1.0)
+    p.add_argument("--gain-low", type=float, default=0.2, help="contrast_particles: gains U(gain_low, 1)")
+    p.add_argument("--contrast-snr", type=float, default=20.0, help="contrast_particles: SNR of the noise")
+    p.add_argument("--rotation-head", default="axis_angle", help="rigid3d: '6d' or 'axis_angle'")
+    p.add_argument("--max-angle3d", type=float, default=None,
+                   help="rigid3d: rotations of at most this many degrees (default: uniform over SO(3))")
+    p.add_argument("--max-shift3d", type=float, default=None,
+                   help="rigid3d: shifts U(-s, s) voxels per axis (default: --max-shift)")
+    p.add_argument("--rigid3d-widths", nargs="*", type=int, default=None,
+                   help="rigid3d: Harmony encoder widths (default: --encoder-widths, else the reference's)")
+    p.add_argument("--no-resolve-3d", action="store_true", help="rigid3d: resolve_half_turns=False")
+    p.add_argument("--content-from", default=None, choices=["input", "canonical"],
+                   help="rigid2d/rigid3d: HarmonyEstimator(content_from=...) (default: the estimator's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--ablate-half-turns", action="store_true",
                    help="rigid2d: also train with resolve_half_turns=False (the reference's behaviour)")

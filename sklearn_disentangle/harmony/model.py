@@ -16,16 +16,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import LatentModule, gaussian_kl
-from .warps import axis_angle_to_matrix, rotation_2d, warp_from_canonical, warp_to_canonical
+from .warps import axis_angle_to_matrix, rotation_2d, sixd_to_matrix, warp_from_canonical, warp_to_canonical
 
-__all__ = ["HarmonyModule", "KINDS", "POSE_SIZES", "gaussian_kl_between"]
+__all__ = ["HarmonyModule", "KINDS", "POSE_SIZES", "ROTATION_HEADS", "gaussian_kl_between"]
 
 #: The transformation families: in-plane rigid, in-plane rigid + isotropic scale, 3-D rigid
 #: (axis-angle rotation + shift) and a global intensity gain.
 KINDS = ("rigid2d", "affine2d", "rigid3d", "contrast")
 
-#: Raw encoder outputs of each pose head ("none": flat features, no geometry).
+#: Raw encoder outputs of each pose head ("none": flat features, no geometry); ``rigid3d``
+#: with the axis-angle rotation head (the 6-D head has 9: 6 rotation + 3 shift).
 POSE_SIZES = {"rigid2d": 4, "affine2d": 5, "rigid3d": 6, "contrast": 1, "none": 0}
+
+#: Parameterisations of the predicted 3-D rotation.
+ROTATION_HEADS = ("6d", "axis_angle")
 
 
 def gaussian_kl_between(mu1, logvar1, mu2, logvar2):
@@ -180,13 +184,22 @@ class HarmonyModule(LatentModule):
     augment_gain : tuple of float
         Augmentation gain range (``contrast``).
     resolve_half_turns : bool
-        2-D kinds: canonicalise each sample with its predicted rotation or that rotation
-        turned by 180 degrees, whichever matches its reconstruction better
+        Rotating kinds: canonicalise each sample with its predicted rotation or that rotation
+        composed with a half-turn of the canonical frame (2-D: 180 degrees; 3-D: 180 degrees
+        about each canonical axis), whichever matches its reconstruction best
         (:meth:`choose_half_turn`).
     contrast_frame : {"observed", "canonical"}
         ``contrast``: measure the image terms in each branch's observed frame (the decoded
         image times the gain against the input; the cross term as branch 2 brought to branch
         1's gain) or, as the reference, between canonical images ``x / gain``.
+    rotation_head : {"6d", "axis_angle"}
+        ``rigid3d``: the encoder predicts the rotation as 6 numbers mapped onto SO(3) by
+        :func:`~sklearn_disentangle.harmony.warps.sixd_to_matrix`, or as an axis-angle vector
+        (the reference).
+    content_from : {"input", "canonical"}
+        Rotating kinds: the content posterior comes from the encoder's pass over the sample
+        (the reference) or from a second pass over the sample canonicalised with its
+        predicted pose, averaged over the half-turn candidates when ``resolve_half_turns``.
 
     Examples
     --------
@@ -204,12 +217,19 @@ class HarmonyModule(LatentModule):
                  decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, cross_weight_in_gamma=True, normalize=True,
                  decoder_output="linear", max_shift=4.0, max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
-                 resolve_half_turns=False, contrast_frame="observed"):
+                 resolve_half_turns=False, contrast_frame="observed", rotation_head="axis_angle",
+                 content_from="input"):
         super().__init__()
+        if content_from not in ("input", "canonical"):
+            raise ValueError(f"content_from must be 'input' or 'canonical', got {content_from!r}.")
+        self.content_from = content_from
+        if rotation_head not in ROTATION_HEADS:
+            raise ValueError(f"rotation_head must be one of {ROTATION_HEADS}, got {rotation_head!r}.")
+        self.rotation_head = rotation_head
         if contrast_frame not in ("observed", "canonical"):
             raise ValueError(f"contrast_frame must be 'observed' or 'canonical', got {contrast_frame!r}.")
         self.contrast_frame = contrast_frame
-        self.resolve_half_turns = bool(resolve_half_turns) and kind in ("rigid2d", "affine2d")
+        self.resolve_half_turns = bool(resolve_half_turns) and kind in ("rigid2d", "affine2d", "rigid3d")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -236,7 +256,7 @@ class HarmonyModule(LatentModule):
             raise ValueError(f"kind='rigid3d' needs volumes (C, D, H, W), got a sample shape {self.input_shape}.")
         enc_w = tuple(int(w) for w in encoder_widths)
         dec_w = tuple(int(w) for w in (decoder_widths if decoder_widths is not None else enc_w[::-1]))
-        out_dim = POSE_SIZES[self.pose_kind] + 2 * self.z_dim
+        out_dim = self.n_pose + 2 * self.z_dim
         conv = not flat and kind in ("rigid3d", "contrast")
         act = nn.ReLU if kind == "contrast" else nn.Tanh
         if conv:
@@ -245,6 +265,20 @@ class HarmonyModule(LatentModule):
         else:
             self.encoder = _MLPEncoder(math.prod(self.input_shape), out_dim, enc_w, act)
             self.decoder = _MLPDecoder(self.z_dim, self.input_shape, dec_w, act)
+
+    @property
+    def n_pose(self):
+        """Number of raw encoder outputs of the pose head.
+
+        Examples
+        --------
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> HarmonyModule((1, 8, 8, 8), 1, kind="rigid3d", encoder_widths=(4, 8), rotation_head="6d").n_pose
+        9
+        """
+        if self.pose_kind == "rigid3d" and self.rotation_head == "6d":
+            return 9
+        return POSE_SIZES[self.pose_kind]
 
     # ----------------------------------------------------------------- pieces
     def prepare(self, x):
@@ -268,7 +302,7 @@ class HarmonyModule(LatentModule):
         return (x - mean.view(shape)) / (std.view(shape) + 1e-6)
 
     def _split(self, phi):
-        n_pose = POSE_SIZES[self.pose_kind]
+        n_pose = self.n_pose
         raw, mu, logvar = phi[:, :n_pose], phi[:, n_pose:n_pose + self.z_dim], phi[:, n_pose + self.z_dim:]
         return raw, mu, logvar
 
@@ -287,6 +321,8 @@ class HarmonyModule(LatentModule):
             pose["matrix"] = matrix
             return pose
         if kind == "rigid3d":
+            if self.rotation_head == "6d":
+                return {"matrix": sixd_to_matrix(raw[:, :6]), "shift": self.max_shift * torch.tanh(raw[:, 6:9])}
             return {"axis_angle": raw[:, :3], "matrix": axis_angle_to_matrix(raw[:, :3]),
                     "shift": self.max_shift * torch.tanh(raw[:, 3:6])}
         if kind == "contrast":
@@ -296,9 +332,25 @@ class HarmonyModule(LatentModule):
 
     def _encode_prepared(self, x):
         raw, mu, logvar = self._split(self.encoder(x))
+        pose = self._pose_from_raw(raw)
+        if self.content_from == "canonical" and "matrix" in pose:
+            # content from the sample brought to the canonical frame by its predicted pose,
+            # averaged over the half-turns that may still be chosen, so it does not depend on them
+            flips = self._half_turns(pose["matrix"]) if self.resolve_half_turns else [None]
+            views = [self.canonicalize(x, pose if f is None else dict(pose, matrix=pose["matrix"] @ f)) for f in flips]
+            parts = [self._split(self.encoder(v))[1:] for v in views]
+            mu = torch.stack([p[0] for p in parts]).mean(0)
+            logvar = torch.stack([p[1] for p in parts]).mean(0)
         out = {"z_mean": mu, "z_logvar": logvar}
-        out.update(self._pose_from_raw(raw))
+        out.update(pose)
         return out
+
+    @staticmethod
+    def _half_turns(matrix):
+        """The half-turns of the canonical frame (identity first), as matrices like ``matrix``."""
+        k = matrix.shape[-1]
+        signs = [(1, 1), (-1, -1)] if k == 2 else [(1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)]
+        return torch.stack([torch.diag(torch.tensor(sg, dtype=matrix.dtype, device=matrix.device)) for sg in signs])
 
     def canonicalize(self, x, pose):
         """Warp (prepared) samples into the canonical frame with their pose.
@@ -372,11 +424,15 @@ class HarmonyModule(LatentModule):
         return {}
 
     def choose_half_turn(self, x, pose, template):
-        """Per sample, the pose or the pose turned by 180 degrees, whichever canonicalises ``x`` closer to ``template``.
+        """Per sample, the pose or one of its half-turns, whichever canonicalises ``x`` closest to ``template``.
 
-        The choice is made without gradient (squared error against the decoded
-        ``template``); the returned pose has ``half_turn`` (bool) and the angle and matrix of
-        the chosen rotation. Used with ``resolve_half_turns`` for the 2-D kinds.
+        The candidates are the predicted rotation ``M`` composed with the half-turns of the
+        canonical frame: ``M`` and ``-M`` in 2-D; ``M`` and ``M diag(1, -1, -1)``,
+        ``M diag(-1, 1, -1)``, ``M diag(-1, -1, 1)`` (180 degrees about the canonical x, y
+        and z axes) in 3-D. The choice is made without gradient (squared error against the
+        decoded ``template``); the returned pose has ``half_turn`` (the index of the chosen
+        candidate, 0 for the prediction itself; a bool in 2-D) and the matrix (and 2-D
+        angle) of the chosen rotation. Used with ``resolve_half_turns``.
 
         Examples
         --------
@@ -389,17 +445,23 @@ class HarmonyModule(LatentModule):
         >>> m.choose_half_turn(x, pose, template)["half_turn"].tolist()
         [True]
         """
-        turned = dict(pose, matrix=-pose["matrix"])
+        k = pose["matrix"].shape[-1]
+        flips = self._half_turns(pose["matrix"])
         with torch.no_grad():
-            err = (self.canonicalize(x, pose) - template).pow(2).flatten(1).sum(1)
-            err_turned = (self.canonicalize(x, turned) - template).pow(2).flatten(1).sum(1)
-            flip = err_turned < err
+            errs = torch.stack([(self.canonicalize(x, dict(pose, matrix=pose["matrix"] @ f)) - template)
+                                .pow(2).flatten(1).sum(1) for f in flips], 1)
+            best = errs.argmin(1)
         out = dict(pose)
-        out["half_turn"] = flip
-        out["matrix"] = torch.where(flip[:, None, None], -pose["matrix"], pose["matrix"])
-        if "angle" in pose:
-            turned_angle = torch.remainder(pose["angle"] + 2 * math.pi, 2 * math.pi) - math.pi
-            out["angle"] = torch.where(flip, turned_angle, pose["angle"])
+        out["matrix"] = pose["matrix"] @ flips[best]
+        out.pop("axis_angle", None)  # no longer the chosen rotation's; the matrix is
+        if k == 2:
+            flip = best == 1
+            out["half_turn"] = flip
+            if "angle" in pose:
+                turned_angle = torch.remainder(pose["angle"] + 2 * math.pi, 2 * math.pi) - math.pi
+                out["angle"] = torch.where(flip, turned_angle, pose["angle"])
+        else:
+            out["half_turn"] = best
         return out
 
     # ----------------------------------------------------------------- contract
@@ -419,8 +481,8 @@ class HarmonyModule(LatentModule):
     def pose(self, x):
         """The predicted pose of raw samples: a dict of tensors (``matrix``, ``shift``, ``angle`` ...).
 
-        With ``resolve_half_turns`` the rotation is the encoder's or its 180-degree turn,
-        whichever brings the sample closer to the decoding of its content mean.
+        With ``resolve_half_turns`` the rotation is the encoder's or one of its half-turns,
+        whichever brings the sample closest to the decoding of its content mean.
 
         Examples
         --------
@@ -432,7 +494,7 @@ class HarmonyModule(LatentModule):
         """
         xp = self.prepare(x)
         out = self._encode_prepared(xp)
-        if self.resolve_half_turns and self.pose_kind in ("rigid2d", "affine2d"):
+        if self.resolve_half_turns and self.pose_kind in ("rigid2d", "affine2d", "rigid3d"):
             out = self.choose_half_turn(xp, out, self.decode(out["z_mean"]))
         return {k: v for k, v in out.items() if k not in ("z_mean", "z_logvar", "half_turn")}
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 __all__ = [
     "rotation_2d",
     "axis_angle_to_matrix",
+    "sixd_to_matrix",
     "warp_to_canonical",
     "warp_from_canonical",
 ]
@@ -90,6 +91,51 @@ def axis_angle_to_matrix(v):
                      torch.stack([-y, x, zero], -1)], -2)
     eye = torch.eye(3, dtype=v.dtype, device=v.device).expand_as(k)
     return eye + c1[..., None] * k + c2[..., None] * (k @ k)
+
+
+def sixd_to_matrix(u):
+    """Rotation matrices from the continuous 6-D representation of Zhou et al. (2019).
+
+    The two 3-vectors ``a = u[..., :3] + e_x`` and ``b = u[..., 3:] + e_y`` are
+    orthonormalised by Gram-Schmidt into the first two columns of the matrix; the third is
+    their cross product. The offsets make ``u = 0`` the identity. Unlike axis-angle (or
+    Euler angles, or quaternions), this map from R^6 onto SO(3) has a continuous right
+    inverse, so a network can follow any rotation of its input without a jump in its output.
+
+    Parameters
+    ----------
+    u : tensor of shape (..., 6)
+
+    Returns
+    -------
+    matrices : tensor of shape (..., 3, 3)
+        Proper rotations (``det = +1``).
+
+    References
+    ----------
+    Zhou, Barnes, Lu, Yang, Li. On the continuity of rotation representations in neural
+    networks. CVPR 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.harmony.warps import sixd_to_matrix
+    >>> sixd_to_matrix(torch.zeros(6))
+    tensor([[1., 0., 0.],
+            [0., 1., 0.],
+            [0., 0., 1.]])
+    >>> r = sixd_to_matrix(torch.randn(4, 6))
+    >>> bool(torch.allclose(r @ r.transpose(-1, -2), torch.eye(3).expand(4, 3, 3), atol=1e-5))
+    True
+    """
+    eye = torch.eye(3, dtype=u.dtype, device=u.device)
+    a = u[..., :3] + eye[0]
+    b = u[..., 3:6] + eye[1]
+    c1 = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    b = b - (c1 * b).sum(-1, keepdim=True) * c1
+    c2 = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    c3 = torch.cross(c1, c2, dim=-1)
+    return torch.stack([c1, c2, c3], -1)
 
 
 def _pixel_coords(spatial, dtype, device):

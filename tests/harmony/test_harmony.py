@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_disentangle import HarmonyEstimator, ParticleStack, StarReader
 from sklearn_disentangle.cryoem.rotations import euler_to_matrix
-from sklearn_disentangle.datasets.cryoem import make_cryoem_particles, make_subtomograms
+from sklearn_disentangle.datasets.cryoem import make_cryoem_particles, make_subtomograms, render_volume
 from sklearn_disentangle.harmony import auto_gamma
 from sklearn_disentangle.harmony.model import HarmonyModule
 
@@ -162,6 +162,58 @@ def test_half_turn_resolution_changes_angles_by_0_or_180_degrees_only(rigid2d):
                for sign in (1, -1)]
     np.testing.assert_array_equal(chosen["half_turn"].numpy(), (err[1] < err[0]).numpy())
     np.testing.assert_array_equal(chosen["half_turn"].numpy(), diff > 90)
+
+
+def test_rigid3d_half_turn_resolution_picks_the_180_degree_turn_about_the_right_axis():
+    # content: blobs along +x (strong) and +y (weak); the template expects them on -x and -y,
+    # i.e. turned by 180 degrees about the canonical z axis: candidate 3
+    centres = np.array([[[3.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])
+    x = torch.as_tensor(render_volume(centres, [1.2, 1.2], [1.0, 0.6], 13))[:, None]
+    template = torch.as_tensor(render_volume(-centres * [1, 1, 0], [1.2, 1.2], [1.0, 0.6], 13))[:, None]
+    m = HarmonyModule((1, 13, 13, 13), 1, kind="rigid3d", encoder_widths=(4, 8), rotation_head="6d",
+                      resolve_half_turns=True, normalize=False)
+    pose = {"matrix": torch.eye(3)[None], "shift": torch.zeros(1, 3)}
+    out = m.choose_half_turn(x, pose, template)
+    assert out["half_turn"].tolist() == [3]
+    torch.testing.assert_close(out["matrix"][0], torch.diag(torch.tensor([-1.0, -1.0, 1.0])))
+    assert (m.canonicalize(x, out) - template).abs().max() < 1e-4
+
+
+def test_rigid3d_rotation_heads():
+    vols, _ = make_subtomograms(16, 8, random_state=0)
+    for head, n_pose in (("6d", 9), ("axis_angle", 6)):
+        est = HarmonyEstimator("rigid3d", rotation_head=head, encoder_widths=(4, 8), **TINY).fit(vols)
+        assert est.net_.module_.n_pose == n_pose
+        mats = est.transform_params(vols)[[f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)]].to_numpy()
+        mats = mats.reshape(-1, 3, 3)
+        np.testing.assert_allclose(np.linalg.det(mats), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="rotation_head"):
+        HarmonyEstimator("rigid3d", rotation_head="quaternion", max_epochs=1).fit(vols)
+
+
+@pytest.mark.parametrize("resolve", [True, False])
+def test_content_from_canonical_encodes_the_canonicalised_sample(resolve):
+    stack, _ = particles(24)
+    X = stack.get_images()
+    est = HarmonyEstimator(z_dim=2, encoder_widths=(32, 16), content_from="canonical", resolve_half_turns=resolve,
+                           **TINY).fit(X)
+    m = est.net_.module_
+    x = m.prepare(torch.as_tensor(X[:, None]))
+    with torch.no_grad():
+        raw, mu_in, _ = m._split(m.encoder(x))
+        pose = m._pose_from_raw(raw)
+        turns = [pose["matrix"], -pose["matrix"]] if resolve else [pose["matrix"]]
+        mus = [m._split(m.encoder(m.canonicalize(x, dict(pose, matrix=t))))[1] for t in turns]
+    expected = torch.stack(mus).mean(0).numpy()
+    np.testing.assert_allclose(est.transform(X), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(est.transform(X), mu_in.numpy(), atol=1e-3)  # not the single-pass content
+    ref = HarmonyEstimator(z_dim=2, encoder_widths=(32, 16), content_from="input", resolve_half_turns=resolve,
+                           **TINY).fit(X)
+    with torch.no_grad():
+        mu_ref = ref.net_.module_._split(ref.net_.module_.encoder(x))[1]
+    np.testing.assert_allclose(ref.transform(X), mu_ref.numpy(), rtol=1e-5, atol=1e-6)  # the reference's pass
+    with pytest.raises(ValueError, match="content_from"):
+        HarmonyEstimator(content_from="both", max_epochs=1).fit(X)
 
 
 def test_inverse_transform_into_a_pose_round_trips(rigid2d):

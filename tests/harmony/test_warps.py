@@ -110,3 +110,23 @@ def test_bad_shapes_raise():
         warp_to_canonical(torch.zeros(1, 1, 4, 4), torch.eye(3)[None], torch.zeros(1, 3))
     with pytest.raises(ValueError, match="must have shape"):
         warp_to_canonical(torch.zeros(1, 4, 4), torch.eye(2)[None], torch.zeros(1, 2))
+
+
+def test_sixd_is_a_continuous_map_onto_proper_rotations_with_identity_at_zero():
+    from sklearn_disentangle.harmony.warps import sixd_to_matrix
+
+    torch.testing.assert_close(sixd_to_matrix(torch.zeros(2, 6)), torch.eye(3).expand(2, 3, 3))
+    u = torch.randn(64, 6, dtype=torch.float64)
+    r = sixd_to_matrix(u)
+    torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3))
+    torch.testing.assert_close(torch.linalg.det(r), torch.ones(64, dtype=torch.float64))
+    # every rotation is reached: the first two columns of R (minus the offsets) map back to R,
+    # also for half-turns, where the axis-angle vector jumps
+    rots = kernel_axis_angle(torch.tensor([[0.0, 0.0, math.pi], [math.pi, 0, 0], [0.3, -1.2, 2.0]],
+                                          dtype=torch.float64))
+    eye = torch.eye(3, dtype=torch.float64)
+    u = torch.cat([rots[:, :, 0] - eye[0], rots[:, :, 1] - eye[1]], 1)
+    torch.testing.assert_close(sixd_to_matrix(u), rots)
+    # small input changes give small rotation changes (no wrap-around)
+    d = (sixd_to_matrix(u + 1e-4) - sixd_to_matrix(u)).abs().max()
+    assert d < 1e-3
