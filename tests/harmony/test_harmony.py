@@ -179,6 +179,22 @@ def test_rigid3d_half_turn_resolution_picks_the_180_degree_turn_about_the_right_
     assert (m.canonicalize(x, out) - template).abs().max() < 1e-4
 
 
+def test_rigid3d_half_turn_resolution_changes_rotations_by_canonical_half_turns_only(rigid3d):
+    est, vols = rigid3d
+    cols = [f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)]
+    module = est.net_.module_
+    assert module.resolve_half_turns and module.rotation_head == "6d"
+    chosen = est.transform_params(vols)[cols].to_numpy().reshape(-1, 3, 3)
+    module.resolve_half_turns = False
+    try:
+        raw = est.transform_params(vols)[cols].to_numpy().reshape(-1, 3, 3)
+    finally:
+        module.resolve_half_turns = True
+    rel = np.round(raw.transpose(0, 2, 1) @ chosen, 4)  # M_raw^T M_chosen: identity or a half-turn
+    allowed = [np.diag(d) for d in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))]
+    assert all(any(np.allclose(r, a, atol=1e-3) for a in allowed) for r in rel)
+
+
 def test_rigid3d_rotation_heads():
     vols, _ = make_subtomograms(16, 8, random_state=0)
     for head, n_pose in (("6d", 9), ("axis_angle", 6)):
