@@ -10,7 +10,8 @@ Three experiments (``--experiments``), each with ``HarmonyEstimator`` and
   ``[-max_shift, max_shift]`` (``cryoem.projection.shift_images``) and given white Gaussian
   noise at ``--snr``. No CTF.
 - ``rigid3d``: ``make_subtomograms`` (2 conformations, uniform random 3-D rotations, shifts,
-  noise at ``--snr``).
+  noise at ``--snr``); with ``--max-angle3d A`` the same molecule rotated by at most A degrees
+  (uniform axis), an easier case.
 - ``contrast``: scikit-learn's digits 0 and 1 at ``--size`` px (upright,
   ``make_rotated_digits(n_angles=1)``), multiplied by a random gain ``U(0.35, 1.0)``.
 - ``contrast_particles``: the 2-conformation projections of ``rigid2d`` at ``--size`` px with
@@ -35,6 +36,7 @@ Usage::
 
     python benchmarks/harmony_particles.py --quick                       # CPU smoke run (seconds)
     python benchmarks/harmony_particles.py --device cuda --write-results benchmarks/results/harmony_particles.md
+    # the reference's arrangement: --content-from input --rotation-head axis_angle --no-resolve-3d
 """
 
 import argparse
@@ -186,8 +188,10 @@ def run_experiment(kind, args, seed):
                 if v[0] == "harmony" and not args.only_no_half_turns
                 or v[0] == "harmony_no_half_turns" and kind == "rigid2d" and (args.ablate_half_turns or args.only_no_half_turns)]
     for name, extra in variants:
-        if kind == "rigid3d":
-            extra = dict(extra, rotation_head=args.rotation_head, resolve_half_turns=not args.no_resolve_3d)
+        if kind == "rigid3d" and args.rotation_head:
+            extra = dict(extra, rotation_head=args.rotation_head)
+        if kind == "rigid3d" and args.no_resolve_3d:
+            extra = dict(extra, resolve_half_turns=False)
         if args.content_from and kind in ("rigid2d", "rigid3d"):
             extra = dict(extra, content_from=args.content_from)
         est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
@@ -197,6 +201,8 @@ def run_experiment(kind, args, seed):
         est.fit(X)
         res[f"{name}_fit_s"] = time.perf_counter() - t0
         res[f"{name}_gamma"] = est.gamma_
+        res[f"{name}_config"] = {k: est.get_params()[k] for k in ("content_from", "rotation_head",
+                                                                   "resolve_half_turns", "lr", "encoder_widths")}
         res[f"{name}_final_loss"] = float(est.history_[-1, "train_loss"])
         res[f"{name}_ari"] = ari(est.transform(X), labels, seed)
         params = est.transform_params(X)
@@ -251,11 +257,9 @@ def to_markdown(results, args, wall):
                         f"{', '.join(f'{v:.2f}' for v in r[f'{name}_shift_corr'])}")
             else:
                 pose = f"corr(log gain, log true gain) {r[f'{name}_gain_log_corr']:.3f}"
-            label = "Harmony" if name == "harmony" else "Harmony, resolve_half_turns=False"
-            if args.content_from and r["kind"] in ("rigid2d", "rigid3d"):
-                label += f", content_from={args.content_from!r}"
-            if r["kind"] == "rigid3d":
-                label += f" ({args.rotation_head} head, resolve_half_turns={not args.no_resolve_3d})"
+            cfg = r[f"{name}_config"]
+            label = f"Harmony (content_from={cfg['content_from']!r}, resolve_half_turns={cfg['resolve_half_turns']}"
+            label += f", rotation_head={cfg['rotation_head']!r})" if r["kind"] == "rigid3d" else ")"
             lines.append(head + f"| {label} | {r[f'{name}_ari']:.3f} | {pose} | {r[f'{name}_fit_s']:.1f} |")
         for z in args.vae_z:
             if f"betavae_z{z}_ari" not in r:
@@ -293,7 +297,8 @@ def main(argv=None):
     p.add_argument("--prior-kl-weight", type=float, default=1.0)
     p.add_argument("--gain-low", type=float, default=0.2, help="contrast_particles: gains U(gain_low, 1)")
     p.add_argument("--contrast-snr", type=float, default=20.0, help="contrast_particles: SNR of the noise")
-    p.add_argument("--rotation-head", default="axis_angle", help="rigid3d: '6d' or 'axis_angle'")
+    p.add_argument("--rotation-head", default=None, choices=["6d", "axis_angle"],
+                   help="rigid3d: HarmonyEstimator(rotation_head=...) (default: the estimator's)")
     p.add_argument("--max-angle3d", type=float, default=None,
                    help="rigid3d: rotations of at most this many degrees (default: uniform over SO(3))")
     p.add_argument("--max-shift3d", type=float, default=None,
