@@ -2,6 +2,7 @@
 
 import math
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -190,6 +191,12 @@ class HarmonyEstimator(LatentTransformer):
         Per epoch: ``train_loss`` and the terms ``train_recon_1``, ``train_recon_2``,
         ``train_cross``, ``train_kl_branches``, ``train_kl_prior`` (``valid_*`` with a
         validation fraction).
+    content_variance_ : ndarray of shape (z_dim,)
+        Variance over the training samples of each content mean after the last fit call.
+        A coordinate with variance <= 0.01 (against the prior's 1) is *inactive* (Burda et
+        al., 2016): it does not tell the samples apart. When every coordinate is inactive
+        (and ``prior_kl_weight > 0`` anchors the scale), fit warns: the content code has
+        collapsed, as with the reference arrangement on one simulated data set (Notes).
     gamma_ : float
         The ``gamma`` used.
     batch_size_ : int
@@ -462,6 +469,18 @@ class HarmonyEstimator(LatentTransformer):
             augment_scale=self._augment_scale, augment_gain=self._augment_gain,
             resolve_half_turns=self.resolve_half_turns, contrast_frame=self.contrast_frame,
             rotation_head=self.rotation_head, content_from=self.content_from)
+
+    def _train(self, net, X, epochs):
+        super()._train(net, X, epochs)
+        mu = self._infer(X, lambda m, xb: m.encode(xb)["z_mean"])  # X: the validated training array
+        self.content_variance_ = mu.astype(np.float64).var(axis=0)
+        if self.prior_kl_weight > 0 and not (self.content_variance_ > 0.01).any():
+            warnings.warn(
+                f"HarmonyEstimator: the content code is inactive (variance of the content means over the "
+                f"training samples {np.array2string(self.content_variance_, precision=4)}, <= 0.01 in every "
+                "dimension against a prior variance of 1), so transform will not tell the samples apart. "
+                "Train longer, raise z_dim, use content_from='canonical' if it was 'input', or check that "
+                "the samples differ in more than pose.", UserWarning, stacklevel=4)
 
     def _make_net(self, module, device):
         net = super()._make_net(module, device)

@@ -1,6 +1,7 @@
 """HarmonyEstimator: shapes, poses and their bounds, the loss, gamma="auto", inputs, errors."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -230,6 +231,27 @@ def test_content_from_canonical_encodes_the_canonicalised_sample(resolve):
     np.testing.assert_allclose(ref.transform(X), mu_ref.numpy(), rtol=1e-5, atol=1e-6)  # the reference's pass
     with pytest.raises(ValueError, match="content_from"):
         HarmonyEstimator(content_from="both", max_epochs=1).fit(X)
+
+
+def test_fit_warns_when_the_content_code_is_inactive():
+    stack, _ = particles(32)
+    X = stack.get_images()
+    with pytest.warns(UserWarning, match="content code is inactive"):
+        est = HarmonyEstimator(z_dim=2, encoder_widths=(32, 16), prior_kl_weight=100.0,
+                               **dict(TINY, lr=1e-2, max_epochs=4)).fit(X)
+    np.testing.assert_allclose(est.content_variance_, est.transform(X).astype(np.float64).var(axis=0), rtol=1e-4)
+    assert est.content_variance_.shape == (2,) and (est.content_variance_ <= 0.01).all()
+    # two classes that differ in more than pose (a blob and a ring): the code is active, no warning
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[-8:8, -8:8]
+    r = np.hypot(xx, yy)
+    label = rng.integers(2, size=48)
+    X = np.where(label[:, None, None] == 0, np.exp(-r ** 2 / 8), np.exp(-(r - 5) ** 2 / 2))
+    X = (X + 0.05 * rng.standard_normal(X.shape)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = HarmonyEstimator(z_dim=1, encoder_widths=(32, 16), **dict(TINY, lr=1e-2, max_epochs=10)).fit(X)
+    assert est.content_variance_[0] > 0.1
 
 
 def test_inverse_transform_into_a_pose_round_trips(rigid2d):
