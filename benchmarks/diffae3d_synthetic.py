@@ -7,7 +7,10 @@ known factors ``radius``, ``wall_thickness``, ``contraction`` and ``phase`` (pro
 everything else is measured on ``--n-test`` held-out subjects:
 
 - PSNR of encode/decode (``reconstruct``: DDIM inversion then decoding) at 20 and 50 steps,
-  on the ``[0, 1]`` intensity scale (data range 1), and of decoding ``z`` from random noise;
+  on the ``[0, 1]`` intensity scale (data range 1), for three inversions of the same model:
+  DiffAE's explicit one (``inversion_end="noise"``), the explicit one stopped at the last
+  kept step (``"last_step"``) and the fixed-point one (``"last_step"`` with
+  ``--inversion-iters`` iterations per step); and of decoding ``z`` from random noise;
 - 5-fold cross-validated R^2 of ``StandardScaler + RidgeCV`` on the latents for each factor,
   against PCA (fitted on the training volumes) with the same number of components;
 - seconds per training step (median over timed steps, after warm-up) on the chosen device and
@@ -102,7 +105,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--inversion-end", default="noise", choices=("noise", "last_step"))
+    p.add_argument("--inversion-iters", type=int, default=3,
+                   help="fixed-point iterations per step of the third inversion measured")
+    p.add_argument("--encoder-pool", default="mean", choices=("mean", "depth"))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--train-seconds", type=float, default=120.0)
     p.add_argument("--device", default="auto")
@@ -121,7 +126,7 @@ def main(argv=None):
     params = dict(z_dim=args.z_dim, spatial_dims=3, base_channels=args.base_channels, channel_mult=(1, 2, 2),
                   encoder_channel_mult=(1, 2, 2, 4), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0,
                   inplane_only=True, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                  inversion_end=args.inversion_end,
+                  encoder_pool=args.encoder_pool,
                   random_state=args.seed)
     est = DiffAE3D(**params, device=args.device, max_epochs=args.epochs or 1)
     device = str(torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
@@ -143,9 +148,17 @@ def main(argv=None):
     t1 = time.time()
     Z_te = est.transform(X_te)
     res = {"psnr": {}}
+    inversions = [("noise", 0), ("last_step", 0), ("last_step", args.inversion_iters)]
+    res["x_T_std"] = {}
     for n in (20, 50):
-        rec = est.reconstruct(X_te, n_steps=n)
-        res["psnr"][f"reconstruct_{n}"] = psnr01(rec, X_te)
+        for end, iters in inversions:
+            est.set_params(inversion_end=end, inversion_iters=iters)
+            x_T = est.encode_stochastic(X_te, Z_te, n_steps=n)
+            rec = est.inverse_transform(Z_te, x_T=x_T, n_steps=n)
+            key = f"reconstruct_{n} ({end}, {iters} iter)"
+            res["psnr"][key] = psnr01(rec, X_te)
+            res["x_T_std"][key] = float(x_T.std())
+    est.set_params(inversion_end="noise", inversion_iters=0)
     res["psnr"]["decode_random_xT_20"] = psnr01(est.inverse_transform(Z_te, n_steps=20, random_state=0), X_te)
     eval_s = time.time() - t1
     pca = PCA(args.z_dim, random_state=args.seed).fit(X_tr.reshape(len(X_tr), -1))
@@ -184,7 +197,7 @@ def to_markdown(res):
         f"device: {res['device']} {res['gpu_name'] or ''} (torch {res['torch']}); seed {a['seed']}; "
         f"{a['n_train']} train / {a['n_test']} test subjects, volumes 1x{a['frames']}x{a['size']}x{a['size']} "
         f"(frames as depth), z_dim {a['z_dim']}, base_channels {a['base_channels']}, batch {a['batch_size']}, "
-        f"lr {a['lr']}, EMA {a['ema_decay']} (warm-up), inversion_end {a.get('inversion_end', 'noise')!r}, "
+        f"lr {a['lr']}, EMA {a['ema_decay']} (warm-up), encoder_pool {a.get('encoder_pool', 'mean')!r}, "
         f"{res['n_params']:,} trainable parameters",
         f"training: {res['epochs']} epochs = {res['optimizer_steps']} steps in {res['train_s']:.0f} s "
         f"(loss {res['loss_first_last'][0]:.3f} -> {res['loss_first_last'][1]:.3f}); evaluation {res['eval_s']:.0f} s; "
@@ -193,7 +206,10 @@ def to_markdown(res):
         "| reconstruction (held-out) | PSNR dB ([0,1] scale) |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v:.2f} |" for k, v in res["psnr"].items()]
+    stds = res.get("x_T_std", {})
+    lines[-2:] = ["| reconstruction (held-out) | PSNR dB ([0,1] scale) | std of x_T |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.2f} | {stds[k]:.3f} |" if k in stds else f"| {k} | {v:.2f} | |"
+              for k, v in res["psnr"].items()]
     lines += ["", f"| factor | R^2 DiffAE3D (z={a['z_dim']}) | R^2 PCA ({a['z_dim']} comps) |", "|---|---|---|"]
     lines += [f"| {k} | {res['r2_diffae'][k]:.3f} | {res['r2_pca'][k]:.3f} |" for k in res["r2_diffae"]]
     lines += ["", "| timing | seconds per training step (median) |", "|---|---|"]

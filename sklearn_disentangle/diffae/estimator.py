@@ -72,6 +72,13 @@ class DiffAE3D(LatentTransformer):
         (in-plane sides with ``inplane_only``) must be divisible by ``2 ** (len - 1)``.
     encoder_channel_mult : tuple of int, default=(1, 1, 2, 3, 4, 4)
         Semantic encoder width multipliers per level.
+    encoder_pool : {"mean", "depth"}, default="mean"
+        How the semantic encoder pools its last feature map. ``"mean"`` (the paper): global
+        average pooling, so ``z_sem`` cannot tell *when* along a time-as-depth axis something
+        happens (a cyclic shift of the frames changes it only through the border frames).
+        ``"depth"`` (3-D only): average over the in-plane axes, keep every depth position and
+        map ``channels x depth`` to ``z_sem`` with a linear layer, so timing (e.g. the phase of
+        the cardiac cycle, time to end-systole) can be encoded. Fixes the input depth.
     num_res_blocks : int, default=2
         Residual blocks per level (encoder and UNet down path; one more on the up path).
     attention_resolutions : tuple of int, default=(16,)
@@ -92,11 +99,22 @@ class DiffAE3D(LatentTransformer):
     clip_denoised : bool, default=True
         Clip the intermediate ``x0`` predictions of DDIM to ``[-1, 1]``: X must be scaled
         to ``[-1, 1]`` (a warning at fit says so otherwise).
-    inversion_end : {"noise", "last_step"}, default="noise"
+    inversion_end : {"last_step", "noise"}, default="last_step"
         Where DDIM inversion stops (see
         :meth:`~sklearn_disentangle.diffae.diffusion.GaussianDiffusion.ddim_invert`):
-        ``"noise"`` is DiffAE's convention; ``"last_step"`` mirrors decoding exactly and gives
-        more accurate reconstructions (+1.1 dB at 20 steps, +2.5 dB at 50 on 16^3 test volumes).
+        ``"last_step"`` mirrors decoding exactly; ``"noise"`` is DiffAE's convention (a last
+        step to ``abar = 0`` that decoding does not undo).
+    inversion_iters : int, default=1
+        Fixed-point iterations per DDIM inversion step (see
+        :meth:`~sklearn_disentangle.diffae.diffusion.GaussianDiffusion.ddim_invert`). ``0`` is
+        DDIM's explicit inversion (the reference). With ``k > 0`` every step solves for the
+        state that the matching decoding step maps back, at ``k`` network calls per step (so
+        ``1`` costs what the explicit inversion costs); with ``inversion_end="last_step"`` the
+        round trip :meth:`reconstruct` becomes exact as the iterations converge. Held-out
+        16^3 cines after 864 training steps, 20 DDIM steps: 24.0 dB PSNR for the reference
+        (``"noise"``, 0), 29.5 dB for ``"last_step"``, 44.4 dB with 1 iteration, 56.5 dB with 3,
+        63.5 dB with 6; ``x_T`` stays noise-like (std 1.01-1.02, kurtosis 3.0-3.1).
+        Both parameters are read when called, so they can be changed on a fitted model.
     ema_decay : float, default=0.9999
     ema_warmup : bool, default=True
         Step-dependent EMA decay ``min(ema_decay, (1 + n) / (10 + n))``; see
@@ -168,8 +186,14 @@ class DiffAE3D(LatentTransformer):
       you want them.
     - The reference has no latent density; :meth:`sample` fits a Gaussian mixture (the spec's
       cheap substitute for DiffAE's latent DDIM).
-    - ``inversion_end="last_step"`` (not the default) is an addition: the reference's
-      inversion takes a last step to ``abar = 0`` that decoding does not mirror.
+    - DDIM inversion mirrors decoding by default (``inversion_end="last_step"``,
+      ``inversion_iters=1``): the reference's explicit inversion evaluates each step's noise
+      at the wrong end of the step and takes a last step to ``abar = 0`` that decoding does
+      not undo, which cost 20 dB of round-trip PSNR on held-out volumes at the same number
+      of network calls (see ``inversion_iters``). ``inversion_end="noise",
+      inversion_iters=0`` restores the reference.
+    - ``encoder_pool="depth"`` (not the default) is an addition: the reference's global
+      average pooling makes ``z_sem`` blind to a cyclic shift of the frames.
     - DDIM step grids that no stride gives exactly fall back to evenly spaced steps (the
       reference raises).
 
@@ -205,6 +229,7 @@ class DiffAE3D(LatentTransformer):
         "base_channels": [Interval(Integral, 1, None)],
         "channel_mult": [tuple, list],
         "encoder_channel_mult": [tuple, list],
+        "encoder_pool": [Options(("mean", "depth"))],
         "num_res_blocks": [Interval(Integral, 1, None)],
         "attention_resolutions": [tuple, list],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -213,7 +238,8 @@ class DiffAE3D(LatentTransformer):
         "n_timesteps": [Interval(Integral, 2, None)],
         "ddim_steps": [Interval(Integral, 1, None)],
         "clip_denoised": ["boolean"],
-        "inversion_end": [Options(("noise", "last_step"))],
+        "inversion_end": [Options(("last_step", "noise"))],
+        "inversion_iters": [Interval(Integral, 0, None)],
         "ema_decay": [Interval(Real, 0, 1, closed="both")],
         "ema_warmup": ["boolean"],
         "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
@@ -221,9 +247,9 @@ class DiffAE3D(LatentTransformer):
     }
 
     def __init__(self, z_dim=128, *, spatial_dims=3, base_channels=32, channel_mult=(1, 1, 2, 3, 4),
-                 encoder_channel_mult=(1, 1, 2, 3, 4, 4), num_res_blocks=2, attention_resolutions=(16,), dropout=0.1,
+                 encoder_channel_mult=(1, 1, 2, 3, 4, 4), encoder_pool="mean", num_res_blocks=2, attention_resolutions=(16,), dropout=0.1,
                  inplane_only=True, embed_channels=None, n_timesteps=1000, ddim_steps=20, clip_denoised=True,
-                 inversion_end="noise", ema_decay=0.9999, ema_warmup=True, gradient_clip=1.0,
+                 inversion_end="last_step", inversion_iters=1, ema_decay=0.9999, ema_warmup=True, gradient_clip=1.0,
                  n_density_components=4, max_epochs=200, batch_size=2, lr=1e-4, device="auto", random_state=None,
                  verbose=0, callbacks=None, validation_fraction=0.0, checkpoint_dir=None, warm_start=False,
                  image_shape=None):
@@ -232,6 +258,7 @@ class DiffAE3D(LatentTransformer):
         self.base_channels = base_channels
         self.channel_mult = channel_mult
         self.encoder_channel_mult = encoder_channel_mult
+        self.encoder_pool = encoder_pool
         self.num_res_blocks = num_res_blocks
         self.attention_resolutions = attention_resolutions
         self.dropout = dropout
@@ -241,6 +268,7 @@ class DiffAE3D(LatentTransformer):
         self.ddim_steps = ddim_steps
         self.clip_denoised = clip_denoised
         self.inversion_end = inversion_end
+        self.inversion_iters = inversion_iters
         self.ema_decay = ema_decay
         self.ema_warmup = ema_warmup
         self.gradient_clip = gradient_clip
@@ -311,6 +339,10 @@ class DiffAE3D(LatentTransformer):
         if self.ddim_steps > self.n_timesteps:
             raise ValueError(f"ddim_steps={self.ddim_steps} exceeds n_timesteps={self.n_timesteps}; "
                              "use at most n_timesteps DDIM steps.")
+        if self.encoder_pool == "depth" and len(self.input_shape_) != 4:
+            raise ValueError(
+                f"encoder_pool='depth' keeps the depth axis of 3-D volumes, but the model input has shape "
+                f"{tuple(self.input_shape_)} (channels first); use encoder_pool='mean' for images or vectors.")
         if len(self.input_shape_) > 1:
             spatial = self.input_shape_[1:]
             resampled = spatial[-2:] if (len(spatial) == 3 and self.inplane_only) else spatial
@@ -336,7 +368,7 @@ class DiffAE3D(LatentTransformer):
             input_shape, self.z_dim, self.base_channels, tuple(self.channel_mult), tuple(self.encoder_channel_mult),
             self.num_res_blocks, tuple(self.attention_resolutions), self.dropout, self.inplane_only,
             self.embed_channels if self.embed_channels is not None else self.z_dim, self.n_timesteps,
-            self.clip_denoised, self.inversion_end)
+            self.clip_denoised, self.inversion_end, self.encoder_pool)
 
     def _train(self, net, X, epochs):
         super()._train(net, X, epochs)
@@ -434,7 +466,8 @@ class DiffAE3D(LatentTransformer):
         Zv = np.ascontiguousarray(Zv, dtype=np.float32)
         if len(Zv) != len(Xv):
             raise ValueError(f"X and Z must have the same number of rows, got {len(Xv)} and {len(Zv)}.")
-        out = self._run(lambda m, xb, zb: m.encode_stochastic(xb, zb, n_steps), Xv, Zv)
+        end, n_iter = self.inversion_end, int(self.inversion_iters)
+        out = self._run(lambda m, xb, zb: m.encode_stochastic(xb, zb, n_steps, end, n_iter), Xv, Zv)
         return out.reshape((len(Xv),) + tuple(self.image_shape_))
 
     def inverse_transform(self, X, x_T=None, n_steps=None, random_state=None):

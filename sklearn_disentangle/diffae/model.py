@@ -41,6 +41,8 @@ class DiffAEModule(LatentModule):
     n_timesteps : int
     clip_denoised : bool
     inversion_end : {"noise", "last_step"}, default="noise"
+    encoder_pool : {"mean", "depth"}, default="mean"
+        Pooling of the semantic encoder (see :class:`~sklearn_disentangle.diffae.unet.SemanticEncoder`).
 
     Examples
     --------
@@ -56,7 +58,7 @@ class DiffAEModule(LatentModule):
 
     def __init__(self, input_shape, z_dim, base_channels, channel_mult, encoder_channel_mult, num_res_blocks,
                  attention_resolutions, dropout, inplane_only, embed_channels, n_timesteps, clip_denoised,
-                 inversion_end="noise"):
+                 inversion_end="noise", encoder_pool="mean"):
         super().__init__()
         self.inversion_end = inversion_end
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -73,7 +75,8 @@ class DiffAEModule(LatentModule):
             size = max(spatial[-2:]) if (dims == 3 and inplane_only) else max(spatial)
             common = {"inplane_only": inplane_only, "group_limit": min(32, base_channels)}
             self.encoder = SemanticEncoder(dims, channels, z_dim, base_channels, tuple(encoder_channel_mult),
-                                           num_res_blocks, tuple(attention_resolutions), size, **common)
+                                           num_res_blocks, tuple(attention_resolutions), size, **common,
+                                           pool=encoder_pool, depth=spatial[0] if dims == 3 else None)
             self.denoiser = ConditionalUNet(dims, channels, z_dim, base_channels, tuple(channel_mult),
                                             num_res_blocks, tuple(attention_resolutions), dropout, size,
                                             embed_channels, **common)
@@ -121,10 +124,14 @@ class DiffAEModule(LatentModule):
             x_T = torch.randn((len(z),) + self.input_shape, device=z.device, dtype=z.dtype)
         return self.diffusion.ddim_decode(lambda x, t: self.eps(x, t, z), x_T, n_steps, self.clip_denoised)
 
-    def encode_stochastic(self, x, z, n_steps=20):
-        """DDIM inversion of ``x`` conditioned on ``z``: the ``x_T`` that decodes back to ``x``."""
+    def encode_stochastic(self, x, z, n_steps=20, end=None, n_iter=0):
+        """DDIM inversion of ``x`` conditioned on ``z``: the ``x_T`` that decodes back to ``x``.
+
+        ``end`` (None: the module's ``inversion_end``) and ``n_iter`` are those of
+        :meth:`~sklearn_disentangle.diffae.diffusion.GaussianDiffusion.ddim_invert`.
+        """
         return self.diffusion.ddim_invert(lambda xt, t: self.eps(xt, t, z), x, n_steps, self.clip_denoised,
-                                          self.inversion_end)
+                                          self.inversion_end if end is None else end, n_iter)
 
     def forward(self, x):
         t = self.diffusion.sample_timesteps(len(x), x.device)

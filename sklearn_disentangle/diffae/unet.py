@@ -195,6 +195,13 @@ class SemanticEncoder(nn.Module):
         Largest spatial side of the input.
     inplane_only : bool
     group_limit : int
+    pool : {"mean", "depth"}, default="mean"
+        ``"mean"`` (DiffAE): global average pooling, then a 1x1 convolution to ``z_dim``.
+        ``"depth"`` (3-D only): average over the in-plane axes only and map the remaining
+        ``channels x depth`` features to ``z_dim`` with a linear layer, so that ``z_sem`` can
+        say *where along the depth axis* (when, for time-as-depth cines) something happens.
+    depth : int or None, default=None
+        Depth of the input; required by ``pool="depth"``.
 
     Examples
     --------
@@ -203,12 +210,20 @@ class SemanticEncoder(nn.Module):
     >>> enc = SemanticEncoder(3, 1, 5, 4, (1, 2), 1, (), 8, inplane_only=True)
     >>> enc(torch.randn(2, 1, 4, 8, 8)).shape
     torch.Size([2, 5])
+    >>> SemanticEncoder(3, 1, 5, 4, (1, 2), 1, (), 8, inplane_only=True, pool="depth", depth=4)(
+    ...     torch.randn(2, 1, 4, 8, 8)).shape
+    torch.Size([2, 5])
     """
 
     def __init__(self, dims, in_channels, z_dim, base_channels, channel_mult, num_res_blocks,
-                 attention_resolutions, image_size, inplane_only=False, group_limit=32):
+                 attention_resolutions, image_size, inplane_only=False, group_limit=32, pool="mean", depth=None):
         super().__init__()
         _check_dims(dims)
+        if pool not in ("mean", "depth"):
+            raise ValueError(f"pool must be 'mean' or 'depth', got {pool!r}.")
+        if pool == "depth" and (dims != 3 or depth is None or int(depth) < 1):
+            raise ValueError("pool='depth' needs 3-D input and its depth (depth=D); use pool='mean' for 2-D.")
+        self.pool = pool
         ch = base_channels * channel_mult[0]
         self.inp = _conv(dims, in_channels, ch)
         blocks = []
@@ -226,13 +241,21 @@ class SemanticEncoder(nn.Module):
         blocks += [ResBlock(dims, ch, ch, **kw), AttentionBlock(ch, group_limit), ResBlock(dims, ch, ch, **kw)]
         self.blocks = nn.ModuleList(blocks)
         self.out_norm = nn.GroupNorm(_groups(ch, group_limit), ch)
-        self.out = _conv(dims, ch, z_dim, 1)
+        if pool == "mean":
+            self.out = _conv(dims, ch, z_dim, 1)
+        else:
+            d = int(depth)
+            for _ in range(len(channel_mult) - 1):
+                d = d if inplane_only else d // 2
+            self.out = nn.Linear(ch * d, z_dim)
 
     def forward(self, x):
         h = self.inp(x)
         for blk in self.blocks:
             h = blk(h)
         h = F.silu(self.out_norm(h))
+        if self.pool == "depth":
+            return self.out(h.mean(dim=(3, 4)).flatten(1))
         h = h.mean(dim=tuple(range(2, h.dim())), keepdim=True)
         return self.out(h).flatten(1)
 

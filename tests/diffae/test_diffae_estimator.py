@@ -102,15 +102,34 @@ def test_inversion_ending_at_the_last_step_reconstructs_better(cube):
     """inversion_end='last_step' mirrors decoding; DiffAE's 'noise' end drops a small component."""
     est, X, _ = cube
     x = X[:4]
-    module = est.net_.module_
     errors = {}
+    assert (est.inversion_end, est.inversion_iters) == ("last_step", 1)  # the defaults
     try:
         for end in ("noise", "last_step"):
-            module.inversion_end = end
+            est.set_params(inversion_end=end, inversion_iters=0)  # read at call time: no refit needed
             errors[end] = float(((est.reconstruct(x, n_steps=20) - x) ** 2).mean())
     finally:
-        module.inversion_end = est.inversion_end
+        est.set_params(inversion_end="last_step", inversion_iters=1)
     assert errors["last_step"] < errors["noise"]
+
+
+def test_fixed_point_inversion_makes_the_round_trip_nearly_exact(cube):
+    """inversion_iters > 0 solves each inversion step against the decoding step it must undo."""
+    est, X, _ = cube
+    x = X[:4]
+    psnr = {}
+    try:
+        for iters in (0, 1, 4):
+            est.set_params(inversion_end="last_step", inversion_iters=iters)
+            mse = ((est.reconstruct(x, n_steps=20) - x) / 2) ** 2
+            psnr[iters] = float(np.mean(10 * np.log10(1 / mse.reshape(len(x), -1).mean(1))))
+    finally:
+        est.set_params(inversion_end="last_step", inversion_iters=1)
+    assert psnr[0] < psnr[1] < psnr[4], psnr
+    assert psnr[4] > psnr[0] + 10 and psnr[4] > 45, psnr
+    x_T = est.set_params(inversion_iters=4).encode_stochastic(x, n_steps=20)
+    est.set_params(inversion_iters=1)
+    assert np.isfinite(x_T).all() and 0.5 < float(x_T.std()) < 1.5  # still a noise-like code
 
 
 def test_decoding_depends_on_z(cube):
@@ -207,6 +226,8 @@ def test_fit_errors_and_warnings():
         DiffAE3D.from_preset("tiny", spatial_dims=2).fit(X)
     with pytest.raises(ValueError, match="Unknown preset"):
         DiffAE3D.from_preset("huge")
+    with pytest.raises(ValueError, match="encoder_pool='depth' keeps the depth axis"):
+        DiffAE3D.from_preset("tiny", spatial_dims=2, encoder_pool="depth", max_epochs=1).fit(X[:, 0, 0])
     with pytest.warns(UserWarning, match=r"scaled to \[-1, 1\]"):
         DiffAE3D.from_preset("tiny", max_epochs=1, random_state=0).fit(X + 3)
     with warnings.catch_warnings():
@@ -234,6 +255,17 @@ def test_paper_network_size():
     n_enc = sum(p.numel() for p in m.encoder.parameters())
     n_unet = sum(p.numel() for p in m.denoiser.parameters())
     assert 15e6 < n_enc + n_unet < 30e6 and 4e6 < n_enc < 10e6, (n_enc, n_unet)
+
+
+def test_depth_pooling_encoder_fits_and_its_latent_sees_the_frame_order():
+    X, _ = _cardiac(8, 8, 16)
+    est = DiffAE3D.from_preset("tiny", encoder_pool="depth", max_epochs=1, random_state=0).fit(X)
+    Z = est.transform(X)
+    assert Z.shape == (8, 8) and np.isfinite(Z).all()
+    rolled = np.roll(X, 3, axis=2)  # the same cine started at another frame
+    assert np.abs(est.transform(rolled) - Z).max() > 1e-3
+    clone(est)
+    assert np.allclose(pickle.loads(pickle.dumps(est)).transform(X), Z, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(6, 16, 16), (6, 2, 16, 16)])

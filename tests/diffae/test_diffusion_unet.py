@@ -53,10 +53,36 @@ def test_ddim_decode_and_inversion_with_an_exact_model(end):
     model = _oracle(d, target)
     out = d.ddim_decode(model, torch.randn(2, 1, 4, 4, dtype=torch.float64), n_steps=10)
     torch.testing.assert_close(out, target)  # any x_T decodes to the only data point
-    x_T = d.ddim_invert(model, target, n_steps=10, end=end)
-    torch.testing.assert_close(d.ddim_decode(model, x_T, n_steps=10), target)
+    for n_iter in (0, 2):
+        x_T = d.ddim_invert(model, target, n_steps=10, end=end, n_iter=n_iter)
+        torch.testing.assert_close(d.ddim_decode(model, x_T, n_steps=10), target)
     with pytest.raises(ValueError, match="end must be"):
         d.ddim_invert(model, target, n_steps=10, end="middle")
+
+
+def test_fixed_point_inversion_converges_to_the_inverse_of_decoding():
+    """With an imperfect model, explicit DDIM inversion leaves an error; the implicit steps remove it."""
+    d = GaussianDiffusion(1000)
+    gen = torch.Generator().manual_seed(0)
+    W = torch.randn(16, 16, generator=gen, dtype=torch.float64) * 0.3
+
+    def model(x, t):  # smooth, t-dependent, not a denoiser of any data set
+        return torch.tanh(x @ W) * (1 + t.to(x.dtype).reshape(-1, 1) / 1000) + 0.3 * x
+
+    x0 = torch.rand(4, 16, generator=gen, dtype=torch.float64) * 1.6 - 0.8
+    errors = []
+    for n_iter in (0, 1, 2, 5, 12):
+        x_T = d.ddim_invert(model, x0, n_steps=20, end="last_step", n_iter=n_iter)
+        errors.append(float((d.ddim_decode(model, x_T, n_steps=20) - x0).abs().max()))
+    assert errors[0] > 0.5  # the explicit inversion is far off for this model
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-5, errors
+    # the 'noise' end keeps its own (unmirrored) last step, but the iterations still run
+    x_T = d.ddim_invert(model, x0, n_steps=20, end="noise", n_iter=3)
+    assert x_T.shape == x0.shape and torch.isfinite(x_T).all()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="n_iter must be"):
+            d.ddim_invert(model, x0, n_steps=5, n_iter=bad)
 
 
 def test_clipping_keeps_the_x0_prediction_in_range():
@@ -65,6 +91,27 @@ def test_clipping_keeps_the_x0_prediction_in_range():
     assert float(out.abs().max()) <= 1.0
     free = d.ddim_decode(lambda x, t: -10 * torch.ones_like(x), torch.zeros(1, 3), n_steps=5, clip_denoised=False)
     assert float(free.abs().max()) > 1.0
+
+
+def test_mean_pooled_encoder_cannot_tell_when_a_frame_event_happens_but_depth_pooling_can():
+    """Global average pooling is blind to a shift along depth (away from the borders); pool='depth' is not."""
+    torch.manual_seed(0)
+    x = -torch.ones(2, 1, 32, 8, 8)
+    x[0, :, 12, 2:6, 2:6] = 1.0  # the same event at frame 12 ...
+    x[1, :, 19, 2:6, 2:6] = 1.0  # ... and at frame 19
+    kw = dict(dims=3, in_channels=1, z_dim=4, base_channels=4, channel_mult=(1,), num_res_blocks=1,
+              attention_resolutions=(), image_size=8, inplane_only=True)
+    with torch.no_grad():
+        z_mean = SemanticEncoder(**kw)(x)
+        z_depth = SemanticEncoder(**kw, pool="depth", depth=32)(x)
+    torch.testing.assert_close(z_mean[0], z_mean[1], atol=1e-5, rtol=1e-4)
+    assert float((z_depth[0] - z_depth[1]).abs().max()) > 1e-2
+    with pytest.raises(ValueError, match="pool='depth' needs 3-D input"):
+        SemanticEncoder(**{**kw, "dims": 2}, pool="depth", depth=4)
+    with pytest.raises(ValueError, match="pool='depth' needs 3-D input"):
+        SemanticEncoder(**kw, pool="depth")  # depth missing
+    with pytest.raises(ValueError, match="pool must be"):
+        SemanticEncoder(**kw, pool="max")
 
 
 def test_timestep_embedding_is_cos_then_sin():
