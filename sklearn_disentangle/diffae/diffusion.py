@@ -222,8 +222,8 @@ class GaussianDiffusion:
             the state that one decoding step maps back to ``x_t`` (the idea of AIDI, Pan et
             al. 2023, and ReNoise, Garibi et al. 2024). A first step also solves for the state
             at ``t = 0`` whose ``x0`` prediction is the input. Cost: ``n_iter`` network calls
-            per step (the explicit inversion: one), plus one. With ``end="last_step"`` a converged inversion is an exact inverse
-            of :meth:`ddim_decode`.
+            per step (the explicit inversion: one), plus one. With ``end="last_step"`` a
+            converged inversion is an exact inverse of :meth:`ddim_decode`.
 
         Returns
         -------
@@ -261,18 +261,19 @@ class GaussianDiffusion:
 
         # implicit steps: the clean input is the state at abar = 1; solve for the state at
         # every kept step (the first one included) that one decoding step maps back
+        # (each step starts from the noise last predicted, i.e. at its lower end)
+        def up(x, a, a_next, eps):  # the state at a_next that a DDIM step with eps maps back to x at a
+            return a_next.sqrt() * ((x - (1.0 - a).sqrt() * eps) / a.sqrt()) + (1.0 - a_next).sqrt() * eps
+
         a = torch.ones((1,) * x.dim(), dtype=x.dtype, device=x.device)
-        eps = None
-        for k in range(len(steps)):
-            t_next, a_next = at(steps[k])
-            if eps is None:  # first guess of the first step: the noise predicted at t = steps[0]
-                _, eps = self._pred_x0_eps(x, model(x, t_next), a_next, clip_denoised)
-            x_next = None
-            for _ in range(n_iter + 1):
-                if x_next is not None:
-                    _, eps = self._pred_x0_eps(x_next, model(x_next, t_next), a_next, clip_denoised)
-                x0_hat = (x - (1.0 - a).sqrt() * eps) / a.sqrt()
-                x_next = a_next.sqrt() * x0_hat + (1.0 - a_next).sqrt() * eps
+        t_next, a_next = at(steps[0])
+        _, eps = self._pred_x0_eps(x, model(x, t_next), a_next, clip_denoised)
+        for step in steps:
+            t_next, a_next = at(step)
+            x_next = up(x, a, a_next, eps)
+            for _ in range(n_iter):
+                _, eps = self._pred_x0_eps(x_next, model(x_next, t_next), a_next, clip_denoised)
+                x_next = up(x, a, a_next, eps)
             x, a = x_next, a_next
         if end == "noise":
             t, a = at(steps[-1])

@@ -244,9 +244,7 @@ class SemanticEncoder(nn.Module):
         if pool == "mean":
             self.out = _conv(dims, ch, z_dim, 1)
         else:
-            d = int(depth)
-            for _ in range(len(channel_mult) - 1):
-                d = d if inplane_only else d // 2
+            d = int(depth) if inplane_only else int(depth) // 2 ** (len(channel_mult) - 1)  # avg-pool floors
             self.out = nn.Linear(ch * d, z_dim)
 
     def forward(self, x):

@@ -106,6 +106,10 @@ def test_mean_pooled_encoder_cannot_tell_when_a_frame_event_happens_but_depth_po
         z_depth = SemanticEncoder(**kw, pool="depth", depth=32)(x)
     torch.testing.assert_close(z_mean[0], z_mean[1], atol=1e-5, rtol=1e-4)
     assert float((z_depth[0] - z_depth[1]).abs().max()) > 1e-2
+    # resampling along depth too: the linear layer sees the down-sampled depth
+    iso = {**kw, "channel_mult": (1, 2, 2), "inplane_only": False}
+    with torch.no_grad():
+        assert SemanticEncoder(**iso, pool="depth", depth=32)(x).shape == (2, 4)
     with pytest.raises(ValueError, match="pool='depth' needs 3-D input"):
         SemanticEncoder(**{**kw, "dims": 2}, pool="depth", depth=4)
     with pytest.raises(ValueError, match="pool='depth' needs 3-D input"):
