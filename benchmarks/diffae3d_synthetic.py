@@ -13,7 +13,8 @@ everything else is measured on ``--n-test`` held-out subjects:
   step, the estimator's default, and with ``--inversion-iters``); and of decoding ``z`` from
   random noise; on the first ``--n-psnr`` held-out subjects;
 - 5-fold cross-validated R^2 of ``StandardScaler + RidgeCV`` on the latents for each factor,
-  against PCA (fitted on the training volumes) with the same number of components;
+  against PCA (fitted on the training volumes) with the same number of components, and the
+  same with an RBF kernel ridge probe (is a factor in the latent, even if not linearly?);
 - seconds per training step (median over timed steps, after warm-up) on the chosen device and
   on CPU, and peak memory (CUDA allocator peak; process max RSS).
 
@@ -25,6 +26,7 @@ number done is reported so a run can be repeated with ``--epochs``).
 import argparse
 import json
 import os
+import pickle
 import resource
 import sys
 import time
@@ -32,8 +34,9 @@ import time
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
+from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import KFold, cross_val_score
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -59,9 +62,21 @@ def psnr01(a, b):
     return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-12))))
 
 
-def probe_r2(Z, targets, seed):
+def probe_r2(Z, targets, seed, kernel="linear"):
+    """5-fold CV R^2 per target of a ridge probe on standardised ``Z``.
+
+    ``kernel="linear"``: RidgeCV (the issue's probe). ``kernel="rbf"``: kernel ridge with an RBF
+    kernel, alpha and gamma chosen by an inner 3-fold search: tells "the factor is in the latent
+    but not linearly" apart from "the factor is not in the latent".
+    """
     cv = KFold(5, shuffle=True, random_state=seed)
-    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    if kernel == "linear":
+        reg = RidgeCV(alphas=np.logspace(-3, 3, 13))
+    else:
+        d = Z.shape[1]
+        grid = {"alpha": [1e-3, 1e-2, 1e-1, 1.0], "gamma": [g / d for g in (0.1, 0.3, 1.0, 3.0)]}
+        reg = GridSearchCV(KernelRidge(kernel="rbf"), grid, cv=KFold(3, shuffle=True, random_state=seed))
+    probe = make_pipeline(StandardScaler(), reg)
     return {k: float(cross_val_score(probe, Z, y, cv=cv, scoring="r2").mean()) for k, y in targets.items()}
 
 
@@ -119,7 +134,12 @@ def main(argv=None):
     p.add_argument("--cpu-steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default=None, help="folder for results.json and results.md")
+    p.add_argument("--save-model", action="store_true",
+                   help="also write the fitted estimator (model.pkl) and the held-out latents and factors "
+                        "(latents.npz) to --out, for probes beyond the linear one")
     args = p.parse_args(argv)
+    if args.save_model and not args.out:
+        p.error("--save-model needs --out (the folder model.pkl and latents.npz are written to).")
     t_start = time.time()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -171,6 +191,8 @@ def main(argv=None):
     Z_pca = pca.transform(X_te.reshape(len(X_te), -1))
     res["r2_diffae"] = probe_r2(Z_te, y_te, args.seed)
     res["r2_pca"] = probe_r2(Z_pca, y_te, args.seed)
+    res["r2_diffae_rbf"] = probe_r2(Z_te, y_te, args.seed, kernel="rbf")
+    res["r2_pca_rbf"] = probe_r2(Z_pca, y_te, args.seed, kernel="rbf")
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
     res["step_s"] = {device: step_time(params, X_tr, device, 20)}
@@ -194,6 +216,10 @@ def main(argv=None):
             json.dump(res, fh, indent=1)
         with open(os.path.join(args.out, "results.md"), "w") as fh:
             fh.write(md)
+        if args.save_model:
+            with open(os.path.join(args.out, "model.pkl"), "wb") as fh:
+                pickle.dump(est, fh)
+            np.savez(os.path.join(args.out, "latents.npz"), Z_test=Z_te, Z_pca=Z_pca, **y_te)
     return res
 
 
@@ -217,8 +243,14 @@ def to_markdown(res):
                   "| std of x_T |", "|---|---|---|"]
     lines += [f"| {k} | {v:.2f} | {stds[k]:.3f} |" if k in stds else f"| {k} | {v:.2f} | |"
               for k, v in res["psnr"].items()]
-    lines += ["", f"| factor | R^2 DiffAE3D (z={a['z_dim']}) | R^2 PCA ({a['z_dim']} comps) |", "|---|---|---|"]
-    lines += [f"| {k} | {res['r2_diffae'][k]:.3f} | {res['r2_pca'][k]:.3f} |" for k in res["r2_diffae"]]
+    if "r2_diffae_rbf" in res:
+        lines += ["", f"| factor | R^2 DiffAE3D (z={a['z_dim']}) | R^2 PCA ({a['z_dim']} comps) "
+                      "| RBF kernel ridge: DiffAE3D | RBF: PCA |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {res['r2_diffae'][k]:.3f} | {res['r2_pca'][k]:.3f} | {res['r2_diffae_rbf'][k]:.3f} "
+                  f"| {res['r2_pca_rbf'][k]:.3f} |" for k in res["r2_diffae"]]
+    else:
+        lines += ["", f"| factor | R^2 DiffAE3D (z={a['z_dim']}) | R^2 PCA ({a['z_dim']} comps) |", "|---|---|---|"]
+        lines += [f"| {k} | {res['r2_diffae'][k]:.3f} | {res['r2_pca'][k]:.3f} |" for k in res["r2_diffae"]]
     lines += ["", "| timing | seconds per training step (median) |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in res["step_s"].items()]
     pg = res["peak_gpu_mib"]
