@@ -72,6 +72,8 @@ def probe_r2(Z, targets, seed, kernel="linear"):
     cv = KFold(5, shuffle=True, random_state=seed)
     if kernel == "linear":
         reg = RidgeCV(alphas=np.logspace(-3, 3, 13))
+    elif kernel != "rbf":
+        raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}.")
     else:
         d = Z.shape[1]
         grid = {"alpha": [1e-3, 1e-2, 1e-1, 1.0], "gamma": [g / d for g in (0.1, 0.3, 1.0, 3.0)]}
@@ -243,14 +245,12 @@ def to_markdown(res):
                   "| std of x_T |", "|---|---|---|"]
     lines += [f"| {k} | {v:.2f} | {stds[k]:.3f} |" if k in stds else f"| {k} | {v:.2f} | |"
               for k, v in res["psnr"].items()]
-    if "r2_diffae_rbf" in res:
-        lines += ["", f"| factor | R^2 DiffAE3D (z={a['z_dim']}) | R^2 PCA ({a['z_dim']} comps) "
-                      "| RBF kernel ridge: DiffAE3D | RBF: PCA |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {res['r2_diffae'][k]:.3f} | {res['r2_pca'][k]:.3f} | {res['r2_diffae_rbf'][k]:.3f} "
-                  f"| {res['r2_pca_rbf'][k]:.3f} |" for k in res["r2_diffae"]]
-    else:
-        lines += ["", f"| factor | R^2 DiffAE3D (z={a['z_dim']}) | R^2 PCA ({a['z_dim']} comps) |", "|---|---|---|"]
-        lines += [f"| {k} | {res['r2_diffae'][k]:.3f} | {res['r2_pca'][k]:.3f} |" for k in res["r2_diffae"]]
+    z = a["z_dim"]
+    cols = [("r2_diffae", f"R^2 DiffAE3D (z={z})"), ("r2_pca", f"R^2 PCA ({z} comps)"),
+            ("r2_diffae_rbf", "RBF kernel ridge: DiffAE3D"), ("r2_pca_rbf", "RBF: PCA")]
+    cols = [(key, title) for key, title in cols if key in res]  # results saved before the RBF probe lack it
+    lines += ["", "| factor | " + " | ".join(t for _, t in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += ["| " + " | ".join([k] + [f"{res[key][k]:.3f}" for key, _ in cols]) + " |" for k in res["r2_diffae"]]
     lines += ["", "| timing | seconds per training step (median) |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in res["step_s"].items()]
     pg = res["peak_gpu_mib"]
