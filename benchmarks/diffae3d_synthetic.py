@@ -127,7 +127,7 @@ def main(argv=None):
                    help="held-out subjects used for the PSNRs (default: all; inversion is the slow part on CPU)")
     p.add_argument("--inversion-iters", type=int, default=3,
                    help="fixed-point iterations per step of the third inversion measured")
-    p.add_argument("--encoder-pool", default="mean", choices=("mean", "depth"))
+    p.add_argument("--encoder-pool", default="mean", choices=("mean", "depth", "cyclic"))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--train-seconds", type=float, default=120.0)
     p.add_argument("--device", default="auto")

@@ -72,7 +72,7 @@ class DiffAE3D(LatentTransformer):
         (in-plane sides with ``inplane_only``) must be divisible by ``2 ** (len - 1)``.
     encoder_channel_mult : tuple of int, default=(1, 1, 2, 3, 4, 4)
         Semantic encoder width multipliers per level.
-    encoder_pool : {"mean", "depth"}, default="mean"
+    encoder_pool : {"mean", "depth", "cyclic"}, default="mean"
         How the semantic encoder pools its last feature map. ``"mean"`` (the paper): global
         average pooling, so ``z_sem`` cannot tell *when* along a time-as-depth axis something
         happens (a cyclic shift of the frames changes it only through the border frames).
@@ -84,6 +84,12 @@ class DiffAE3D(LatentTransformer):
         0.91 with ``"depth"``; radius and wall thickness unchanged (0.94-0.98). At z_dim 32
         (one seed) ``"depth"`` lost contraction (0.46 against 0.88 with ``"mean"``): it lets
         the latent favour timing, so check the factors you need before choosing it.
+        ``"cyclic"`` (3-D only, any depth >= 2 at the encoder's output): average over the
+        in-plane axes, then per channel the mean over depth and the first Fourier coefficient
+        along depth (real and imaginary part), mapped to ``z_sem`` by a linear layer. Meant
+        for a depth axis that is one period, such as a gated cine of one cardiac cycle: a
+        cyclic shift of the frames leaves the mean features unchanged and rotates the Fourier
+        pair, so the phase is carried linearly next to the shift-invariant features.
     num_res_blocks : int, default=2
         Residual blocks per level (encoder and UNet down path; one more on the up path).
     attention_resolutions : tuple of int, default=(16,)
@@ -197,8 +203,8 @@ class DiffAE3D(LatentTransformer):
       not undo, which cost 20 dB of round-trip PSNR on held-out volumes at the same number
       of network calls (see ``inversion_iters``). ``inversion_end="noise",
       inversion_iters=0`` restores the reference.
-    - ``encoder_pool="depth"`` (not the default) is an addition: the reference's global
-      average pooling makes ``z_sem`` blind to a cyclic shift of the frames.
+    - ``encoder_pool="depth"`` and ``"cyclic"`` (not the default) are additions: the
+      reference's global average pooling makes ``z_sem`` blind to a cyclic shift of the frames.
     - DDIM step grids that no stride gives exactly fall back to evenly spaced steps (the
       reference raises).
 
@@ -234,7 +240,7 @@ class DiffAE3D(LatentTransformer):
         "base_channels": [Interval(Integral, 1, None)],
         "channel_mult": [tuple, list],
         "encoder_channel_mult": [tuple, list],
-        "encoder_pool": [Options(("mean", "depth"))],
+        "encoder_pool": [Options(("mean", "depth", "cyclic"))],
         "num_res_blocks": [Interval(Integral, 1, None)],
         "attention_resolutions": [tuple, list],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -344,10 +350,17 @@ class DiffAE3D(LatentTransformer):
         if self.ddim_steps > self.n_timesteps:
             raise ValueError(f"ddim_steps={self.ddim_steps} exceeds n_timesteps={self.n_timesteps}; "
                              "use at most n_timesteps DDIM steps.")
-        if self.encoder_pool == "depth" and len(self.input_shape_) != 4:
+        if self.encoder_pool in ("depth", "cyclic") and len(self.input_shape_) != 4:
             raise ValueError(
-                f"encoder_pool='depth' keeps the depth axis of 3-D volumes, but the model input has shape "
-                f"{tuple(self.input_shape_)} (channels first); use encoder_pool='mean' for images or vectors.")
+                f"encoder_pool={self.encoder_pool!r} keeps the depth axis of 3-D volumes, but the model input has "
+                f"shape {tuple(self.input_shape_)} (channels first); use encoder_pool='mean' for images or vectors.")
+        if self.encoder_pool == "cyclic":
+            depth = self.input_shape_[1] if self.inplane_only else self.input_shape_[1] // 2 ** (len(enc) - 1)
+            if depth < 2:
+                raise ValueError(
+                    f"encoder_pool='cyclic' takes a Fourier coefficient along depth, which is {depth} at the "
+                    f"encoder's output (input depth {self.input_shape_[1]}, inplane_only={self.inplane_only}); "
+                    "use inplane_only=True or deeper volumes.")
         if len(self.input_shape_) > 1:
             spatial = self.input_shape_[1:]
             resampled = spatial[-2:] if (len(spatial) == 3 and self.inplane_only) else spatial

@@ -41,7 +41,7 @@ class DiffAEModule(LatentModule):
     n_timesteps : int
     clip_denoised : bool
     inversion_end : {"noise", "last_step"}, default="noise"
-    encoder_pool : {"mean", "depth"}, default="mean"
+    encoder_pool : {"mean", "depth", "cyclic"}, default="mean"
         Pooling of the semantic encoder (see :class:`~sklearn_disentangle.diffae.unet.SemanticEncoder`).
 
     Examples

@@ -178,6 +178,36 @@ def _check_dims(dims):
         raise ValueError(f"dims must be 2 or 3, got {dims!r}.")
 
 
+def cyclic_depth_features(g):
+    """Per channel: the mean along depth and the first Fourier coefficient along it (real, imaginary).
+
+    Parameters
+    ----------
+    g : tensor of shape (n, C, D), D >= 2
+        Features per depth position (in-plane already pooled).
+
+    Returns
+    -------
+    features : tensor of shape (n, 3 C)
+        ``[mean_t g, Re F1, Im F1]`` with ``F1 = mean_t g(t) exp(-2 pi i t / D)``. Rolling ``g``
+        by ``k`` positions along depth keeps the mean and multiplies ``F1`` by
+        ``exp(-2 pi i k / D)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.diffae.unet import cyclic_depth_features
+    >>> g = torch.cos(2 * torch.pi * torch.arange(8.0) / 8)[None, None]  # one channel, one cycle
+    >>> [round(float(v), 3) + 0.0 for v in cyclic_depth_features(g)[0]]  # mean, Re F1, Im F1
+    [0.0, 0.5, 0.0]
+    """
+    d = g.shape[-1]
+    if g.dim() != 3 or d < 2:
+        raise ValueError(f"cyclic_depth_features needs features (n, C, D) with D >= 2, got {tuple(g.shape)}.")
+    w = torch.arange(d, dtype=g.dtype, device=g.device) * (2 * math.pi / d)
+    return torch.cat([g.mean(-1), (g * torch.cos(w)).mean(-1), -(g * torch.sin(w)).mean(-1)], 1)
+
+
 class SemanticEncoder(nn.Module):
     """DiffAE's semantic encoder: images/volumes to ``z_sem`` of shape ``(B, z_dim)``.
 
@@ -195,11 +225,17 @@ class SemanticEncoder(nn.Module):
         Largest spatial side of the input.
     inplane_only : bool
     group_limit : int
-    pool : {"mean", "depth"}, default="mean"
+    pool : {"mean", "depth", "cyclic"}, default="mean"
         ``"mean"`` (DiffAE): global average pooling, then a 1x1 convolution to ``z_dim``.
         ``"depth"`` (3-D only): average over the in-plane axes only and map the remaining
         ``channels x depth`` features to ``z_dim`` with a linear layer, so that ``z_sem`` can
         say *where along the depth axis* (when, for time-as-depth cines) something happens.
+        ``"cyclic"`` (3-D only): average over the in-plane axes, then take per channel the
+        mean over depth and the real and imaginary parts of the first Fourier coefficient
+        along depth, mapped to ``z_dim`` by a linear layer. For a depth axis that is one
+        period (a cine of one cardiac cycle), a cyclic shift leaves the mean unchanged and
+        rotates the Fourier pair by the shift's phase, so ``z_sem`` keeps the mean pool's
+        shift-invariant features and carries the phase linearly. Any depth >= 2.
     depth : int or None, default=None
         Depth of the input; required by ``pool="depth"``.
 
@@ -219,10 +255,13 @@ class SemanticEncoder(nn.Module):
                  attention_resolutions, image_size, inplane_only=False, group_limit=32, pool="mean", depth=None):
         super().__init__()
         _check_dims(dims)
-        if pool not in ("mean", "depth"):
-            raise ValueError(f"pool must be 'mean' or 'depth', got {pool!r}.")
+        if pool not in ("mean", "depth", "cyclic"):
+            raise ValueError(f"pool must be 'mean', 'depth' or 'cyclic', got {pool!r}.")
         if pool == "depth" and (dims != 3 or depth is None or int(depth) < 1):
             raise ValueError("pool='depth' needs 3-D input and its depth (depth=D); use pool='mean' for 2-D.")
+        if pool == "cyclic" and dims != 3:
+            raise ValueError("pool='cyclic' needs 3-D input (a depth axis to take the Fourier coefficient "
+                             "along); use pool='mean' for 2-D.")
         self.pool = pool
         ch = base_channels * channel_mult[0]
         self.inp = _conv(dims, in_channels, ch)
@@ -243,6 +282,8 @@ class SemanticEncoder(nn.Module):
         self.out_norm = nn.GroupNorm(_groups(ch, group_limit), ch)
         if pool == "mean":
             self.out = _conv(dims, ch, z_dim, 1)
+        elif pool == "cyclic":
+            self.out = nn.Linear(3 * ch, z_dim)
         else:
             d = int(depth) if inplane_only else int(depth) // 2 ** (len(channel_mult) - 1)  # avg-pool floors
             self.out = nn.Linear(ch * d, z_dim)
@@ -254,6 +295,8 @@ class SemanticEncoder(nn.Module):
         h = F.silu(self.out_norm(h))
         if self.pool == "depth":
             return self.out(h.mean(dim=(3, 4)).flatten(1))
+        if self.pool == "cyclic":
+            return self.out(cyclic_depth_features(h.mean(dim=(3, 4))))
         h = h.mean(dim=tuple(range(2, h.dim())), keepdim=True)
         return self.out(h).flatten(1)
 

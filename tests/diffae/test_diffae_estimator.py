@@ -226,8 +226,11 @@ def test_fit_errors_and_warnings():
         DiffAE3D.from_preset("tiny", spatial_dims=2).fit(X)
     with pytest.raises(ValueError, match="Unknown preset"):
         DiffAE3D.from_preset("huge")
-    with pytest.raises(ValueError, match="encoder_pool='depth' keeps the depth axis"):
-        DiffAE3D.from_preset("tiny", spatial_dims=2, encoder_pool="depth", max_epochs=1).fit(X[:, 0, 0])
+    for pool in ("depth", "cyclic"):
+        with pytest.raises(ValueError, match=f"encoder_pool='{pool}' keeps the depth axis"):
+            DiffAE3D.from_preset("tiny", spatial_dims=2, encoder_pool=pool, max_epochs=1).fit(X[:, 0, 0])
+    with pytest.raises(ValueError, match="encoder_pool='cyclic' takes a Fourier coefficient along depth"):
+        DiffAE3D.from_preset("tiny", encoder_pool="cyclic", inplane_only=False, max_epochs=1).fit(X[:, :, :2])
     with pytest.warns(UserWarning, match=r"scaled to \[-1, 1\]"):
         DiffAE3D.from_preset("tiny", max_epochs=1, random_state=0).fit(X + 3)
     with warnings.catch_warnings():
@@ -265,6 +268,16 @@ def test_depth_pooling_encoder_fits_and_its_latent_sees_the_frame_order():
     rolled = np.roll(X, 3, axis=2)  # the same cine started at another frame
     assert np.abs(est.transform(rolled) - Z).max() > 1e-3
     clone(est)
+    assert np.allclose(pickle.loads(pickle.dumps(est)).transform(X), Z, atol=1e-6)
+
+
+def test_cyclic_pooling_encoder_fits_and_its_latent_sees_the_phase():
+    X, _ = _cardiac(8, 8, 16)
+    est = DiffAE3D.from_preset("tiny", encoder_pool="cyclic", max_epochs=1, random_state=0).fit(X)
+    Z = est.transform(X)
+    assert Z.shape == (8, 8) and np.isfinite(Z).all()
+    rolled = np.roll(X, 3, axis=2)  # the same cine started at another frame
+    assert np.abs(est.transform(rolled) - Z).max() > 1e-3
     assert np.allclose(pickle.loads(pickle.dumps(est)).transform(X), Z, atol=1e-6)
 
 

@@ -6,7 +6,7 @@ import torch
 
 from sklearn_disentangle.diffae.diffusion import GaussianDiffusion, ddim_timesteps, linear_beta_schedule
 from sklearn_disentangle.diffae.model import DiffAEModule
-from sklearn_disentangle.diffae.unet import ConditionalUNet, SemanticEncoder, timestep_embedding
+from sklearn_disentangle.diffae.unet import ConditionalUNet, SemanticEncoder, cyclic_depth_features, timestep_embedding
 
 
 def test_linear_schedule_matches_ddpm():
@@ -202,3 +202,39 @@ def test_module_uses_the_ema_networks_in_eval_mode():
     m.update_ema(0.0)  # decay 0 copies the live weights
     torch.testing.assert_close(m.encode(x)["z_mean"], live)
     assert int(m.ema_updates) == 1
+
+
+def test_cyclic_depth_features_keep_the_mean_and_rotate_the_first_fourier_pair_under_a_roll():
+    g = torch.randn(3, 5, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    f = cyclic_depth_features(g)
+    assert f.shape == (3, 15)
+    torch.testing.assert_close(f[:, :5], g.mean(-1))
+    # against NumPy's FFT: F1 = fft(g)[1] / D
+    ref = np.fft.fft(g.numpy(), axis=-1)[..., 1] / 12
+    np.testing.assert_allclose(f[:, 5:10].numpy(), ref.real, atol=1e-12)
+    np.testing.assert_allclose(f[:, 10:].numpy(), ref.imag, atol=1e-12)
+    k = 5
+    fr = cyclic_depth_features(torch.roll(g, k, dims=-1))
+    torch.testing.assert_close(fr[:, :5], f[:, :5])
+    turn = np.exp(-2j * np.pi * k / 12)
+    np.testing.assert_allclose((fr[:, 5:10] + 1j * fr[:, 10:]).numpy(), turn * ref, atol=1e-12)
+    with pytest.raises(ValueError, match="D >= 2"):
+        cyclic_depth_features(g[..., :1])
+
+
+def test_cyclic_pooled_encoder_tells_when_a_frame_event_happens():
+    x = -torch.ones(2, 1, 32, 8, 8)
+    x[0, :, 12, 2:6, 2:6] = 1.0
+    x[1, :, 19, 2:6, 2:6] = 1.0
+    kw = dict(dims=3, in_channels=1, z_dim=4, base_channels=4, channel_mult=(1,), num_res_blocks=1,
+              attention_resolutions=(), image_size=8, inplane_only=True)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        z = SemanticEncoder(**kw, pool="cyclic")(x)
+        assert z.shape == (2, 4)
+        assert float((z[0] - z[1]).abs().max()) > 1e-2
+        # any depth: no depth argument needed, and resampling along depth is fine
+        iso = {**kw, "channel_mult": (1, 2, 2), "inplane_only": False}
+        assert SemanticEncoder(**iso, pool="cyclic")(x).shape == (2, 4)
+    with pytest.raises(ValueError, match="pool='cyclic' needs 3-D input"):
+        SemanticEncoder(**{**kw, "dims": 2}, pool="cyclic")
