@@ -90,6 +90,10 @@ class DiffAE3D(LatentTransformer):
         for a depth axis that is one period, such as a gated cine of one cardiac cycle: a
         cyclic shift of the frames leaves the mean features unchanged and rotates the Fourier
         pair, so the phase is carried linearly next to the shift-invariant features.
+        Synthetic cines at z_dim 32 (two seeds, 864 steps): sin(phase) 0.89-0.90 against
+        0.69-0.81 with ``"mean"``, but contraction 0.51-0.56 against 0.80-0.82: the latent
+        codes the first harmonic ``(c cos(phase), c sin(phase))`` linearly (R^2 0.97-0.99),
+        so contraction is its modulus, not a linear feature.
     num_res_blocks : int, default=2
         Residual blocks per level (encoder and UNet down path; one more on the up path).
     attention_resolutions : tuple of int, default=(16,)
