@@ -16,6 +16,7 @@ from ..base import LatentTransformer
 from ..training import to_batch_tensor
 from .callbacks import EMACallback
 from .model import DiffAEModule
+from .unet import encoder_output_depth
 
 __all__ = ["DiffAE3D", "PRESETS"]
 
@@ -359,7 +360,7 @@ class DiffAE3D(LatentTransformer):
                 f"encoder_pool={self.encoder_pool!r} keeps the depth axis of 3-D volumes, but the model input has "
                 f"shape {tuple(self.input_shape_)} (channels first); use encoder_pool='mean' for images or vectors.")
         if self.encoder_pool == "cyclic":
-            depth = self.input_shape_[1] if self.inplane_only else self.input_shape_[1] // 2 ** (len(enc) - 1)
+            depth = encoder_output_depth(self.input_shape_[1], len(enc), self.inplane_only)
             if depth < 2:
                 raise ValueError(
                     f"encoder_pool='cyclic' takes a Fourier coefficient along depth, which is {depth} at the "

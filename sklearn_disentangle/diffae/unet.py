@@ -178,6 +178,20 @@ def _check_dims(dims):
         raise ValueError(f"dims must be 2 or 3, got {dims!r}.")
 
 
+def encoder_output_depth(depth, n_levels, inplane_only):
+    """Depth of the semantic encoder's last feature map for an input of depth ``depth``.
+
+    ``n_levels - 1`` down-samplings; average pooling floors, and ``inplane_only`` keeps depth.
+
+    Examples
+    --------
+    >>> from sklearn_disentangle.diffae.unet import encoder_output_depth
+    >>> encoder_output_depth(16, 3, inplane_only=False), encoder_output_depth(16, 3, inplane_only=True)
+    (4, 16)
+    """
+    return int(depth) if inplane_only else int(depth) // 2 ** (int(n_levels) - 1)
+
+
 def cyclic_depth_features(g):
     """Per channel: the mean along depth and the first Fourier coefficient along it (real, imaginary).
 
@@ -285,8 +299,7 @@ class SemanticEncoder(nn.Module):
         elif pool == "cyclic":
             self.out = nn.Linear(3 * ch, z_dim)
         else:
-            d = int(depth) if inplane_only else int(depth) // 2 ** (len(channel_mult) - 1)  # avg-pool floors
-            self.out = nn.Linear(ch * d, z_dim)
+            self.out = nn.Linear(ch * encoder_output_depth(depth, len(channel_mult), inplane_only), z_dim)
 
     def forward(self, x):
         h = self.inp(x)

@@ -93,8 +93,8 @@ def test_clipping_keeps_the_x0_prediction_in_range():
     assert float(free.abs().max()) > 1.0
 
 
-def test_mean_pooled_encoder_cannot_tell_when_a_frame_event_happens_but_depth_pooling_can():
-    """Global average pooling is blind to a shift along depth (away from the borders); pool='depth' is not."""
+def test_mean_pooled_encoder_cannot_tell_when_a_frame_event_happens_but_depth_and_cyclic_pooling_can():
+    """Global average pooling is blind to a shift along depth (away from the borders); 'depth' and 'cyclic' are not."""
     torch.manual_seed(0)
     x = -torch.ones(2, 1, 32, 8, 8)
     x[0, :, 12, 2:6, 2:6] = 1.0  # the same event at frame 12 ...
@@ -104,12 +104,17 @@ def test_mean_pooled_encoder_cannot_tell_when_a_frame_event_happens_but_depth_po
     with torch.no_grad():
         z_mean = SemanticEncoder(**kw)(x)
         z_depth = SemanticEncoder(**kw, pool="depth", depth=32)(x)
+        z_cyclic = SemanticEncoder(**kw, pool="cyclic")(x)  # any depth: no depth argument
     torch.testing.assert_close(z_mean[0], z_mean[1], atol=1e-5, rtol=1e-4)
     assert float((z_depth[0] - z_depth[1]).abs().max()) > 1e-2
+    assert z_cyclic.shape == (2, 4) and float((z_cyclic[0] - z_cyclic[1]).abs().max()) > 1e-2
     # resampling along depth too: the linear layer sees the down-sampled depth
     iso = {**kw, "channel_mult": (1, 2, 2), "inplane_only": False}
     with torch.no_grad():
         assert SemanticEncoder(**iso, pool="depth", depth=32)(x).shape == (2, 4)
+        assert SemanticEncoder(**iso, pool="cyclic")(x).shape == (2, 4)
+    with pytest.raises(ValueError, match="pool='cyclic' needs 3-D input"):
+        SemanticEncoder(**{**kw, "dims": 2}, pool="cyclic")
     with pytest.raises(ValueError, match="pool='depth' needs 3-D input"):
         SemanticEncoder(**{**kw, "dims": 2}, pool="depth", depth=4)
     with pytest.raises(ValueError, match="pool='depth' needs 3-D input"):
@@ -221,20 +226,3 @@ def test_cyclic_depth_features_keep_the_mean_and_rotate_the_first_fourier_pair_u
     with pytest.raises(ValueError, match="D >= 2"):
         cyclic_depth_features(g[..., :1])
 
-
-def test_cyclic_pooled_encoder_tells_when_a_frame_event_happens():
-    x = -torch.ones(2, 1, 32, 8, 8)
-    x[0, :, 12, 2:6, 2:6] = 1.0
-    x[1, :, 19, 2:6, 2:6] = 1.0
-    kw = dict(dims=3, in_channels=1, z_dim=4, base_channels=4, channel_mult=(1,), num_res_blocks=1,
-              attention_resolutions=(), image_size=8, inplane_only=True)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        z = SemanticEncoder(**kw, pool="cyclic")(x)
-        assert z.shape == (2, 4)
-        assert float((z[0] - z[1]).abs().max()) > 1e-2
-        # any depth: no depth argument needed, and resampling along depth is fine
-        iso = {**kw, "channel_mult": (1, 2, 2), "inplane_only": False}
-        assert SemanticEncoder(**iso, pool="cyclic")(x).shape == (2, 4)
-    with pytest.raises(ValueError, match="pool='cyclic' needs 3-D input"):
-        SemanticEncoder(**{**kw, "dims": 2}, pool="cyclic")
