@@ -15,6 +15,8 @@ everything else is measured on ``--n-test`` held-out subjects:
 - 5-fold cross-validated R^2 of ``StandardScaler + RidgeCV`` on the latents for each factor,
   against PCA (fitted on the training volumes) with the same number of components, and the
   same with an RBF kernel ridge probe (is a factor in the latent, even if not linearly?);
+- with ``--encoder-pool cyclic``: the same linear probe on the content part ``z[:, :-2]`` and on
+  the phase part ``z[:, -2:]`` separately, and the error of the latent phase angle;
 - seconds per training step (median over timed steps, after warm-up) on the chosen device and
   on CPU, and peak memory (CUDA allocator peak; process max RSS).
 
@@ -80,6 +82,26 @@ def probe_r2(Z, targets, seed, kernel="linear"):
         reg = GridSearchCV(KernelRidge(kernel="rbf"), grid, cv=KFold(3, shuffle=True, random_state=seed))
     probe = make_pipeline(StandardScaler(), reg)
     return {k: float(cross_val_score(probe, Z, y, cv=cv, scoring="r2").mean()) for k, y in targets.items()}
+
+
+def cyclic_split(Z, targets, seed):
+    """For ``encoder_pool="cyclic"`` latents: what the content part and the phase part each carry.
+
+    Linear-probe R^2 of every factor from ``Z[:, :-2]`` (content, meant to be blind to the
+    phase) and from ``Z[:, -2:]`` (the phase as ``(cos, sin)``, meant to carry nothing else),
+    and the error of the latent phase angle against the true phase after the best global
+    offset and direction (the encoder may start its cycle anywhere and run either way).
+    """
+    res = {"r2_content": probe_r2(Z[:, :-2], targets, seed), "r2_phase_dims": probe_r2(Z[:, -2:], targets, seed)}
+    true = np.arctan2(targets["sin_phase"], targets["cos_phase"])
+    angle = np.arctan2(Z[:, -1], Z[:, -2])
+    fits = {s: np.mean(np.exp(1j * (angle - s * true))) for s in (1, -1)}
+    sign = max(fits, key=lambda s: abs(fits[s]))
+    err = np.degrees(np.abs(np.angle(np.exp(1j * (angle - sign * true - np.angle(fits[sign]))))))
+    res.update({"phase_direction": int(sign), "phase_err_deg_median": float(np.median(err)),
+                "phase_err_deg_p90": float(np.percentile(err, 90)),
+                "phase_norm_min": float(np.hypot(Z[:, -2], Z[:, -1]).min())})
+    return res
 
 
 def step_time(est_params, X, device, n_steps, threads=None):
@@ -195,6 +217,8 @@ def main(argv=None):
     res["r2_pca"] = probe_r2(Z_pca, y_te, args.seed)
     res["r2_diffae_rbf"] = probe_r2(Z_te, y_te, args.seed, kernel="rbf")
     res["r2_pca_rbf"] = probe_r2(Z_pca, y_te, args.seed, kernel="rbf")
+    if args.encoder_pool == "cyclic":
+        res["cyclic_split"] = cyclic_split(Z_te, y_te, args.seed)
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
     res["step_s"] = {device: step_time(params, X_tr, device, 20)}
@@ -251,6 +275,13 @@ def to_markdown(res):
     cols = [(key, title) for key, title in cols if key in res]  # results saved before the RBF probe lack it
     lines += ["", "| factor | " + " | ".join(t for _, t in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += ["| " + " | ".join([k] + [f"{res[key][k]:.3f}" for key, _ in cols]) + " |" for k in res["r2_diffae"]]
+    if "cyclic_split" in res:
+        cs = res["cyclic_split"]
+        lines += ["", "| factor | R^2 from z[:, :-2] (content) | R^2 from z[:, -2:] (phase) |", "|---|---|---|"]
+        lines += [f"| {k} | {cs['r2_content'][k]:.3f} | {cs['r2_phase_dims'][k]:.3f} |" for k in cs["r2_content"]]
+        lines += ["", f"latent phase angle vs true phase (best offset, direction {cs['phase_direction']:+d}): "
+                      f"median error {cs['phase_err_deg_median']:.1f} deg, 90th percentile "
+                      f"{cs['phase_err_deg_p90']:.1f} deg; smallest |(cos, sin)| {cs['phase_norm_min']:.4f}"]
     lines += ["", "| timing | seconds per training step (median) |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in res["step_s"].items()]
     pg = res["peak_gpu_mib"]

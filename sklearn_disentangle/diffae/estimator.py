@@ -85,16 +85,20 @@ class DiffAE3D(LatentTransformer):
         0.91 with ``"depth"``; radius and wall thickness unchanged (0.94-0.98). At z_dim 32
         (one seed) ``"depth"`` lost contraction (0.46 against 0.88 with ``"mean"``): it lets
         the latent favour timing, so check the factors you need before choosing it.
-        ``"cyclic"`` (3-D only, any depth >= 2 at the encoder's output): average over the
-        in-plane axes, then per channel the mean over depth and the first Fourier coefficient
-        along depth (real and imaginary part), mapped to ``z_sem`` by a linear layer. Meant
-        for a depth axis that is one period, such as a gated cine of one cardiac cycle: a
-        cyclic shift of the frames leaves the mean features unchanged and rotates the Fourier
-        pair, so the phase is carried linearly next to the shift-invariant features.
-        Synthetic cines at z_dim 32 (two seeds, 864 steps): sin(phase) 0.89-0.90 against
-        0.69-0.81 with ``"mean"``, but contraction 0.51-0.56 against 0.80-0.82: the latent
-        codes the first harmonic ``(c cos(phase), c sin(phase))`` linearly (R^2 0.97-0.99),
-        so contraction is its modulus, not a linear feature.
+        ``"cyclic"`` (3-D only, ``z_dim >= 3``, any depth >= 2 at the encoder's output): for a
+        depth axis that is one period, such as a gated cine of one cardiac cycle. The
+        encoder pads depth cyclically, averages over the in-plane axes and takes per channel
+        the mean over depth and the first Fourier coefficient along depth; a learnt complex
+        combination of those coefficients fixes a phase, to which all of them are
+        registered (:class:`~sklearn_disentangle.diffae.unet.CyclicPhasePool`). The first
+        ``z_dim - 2`` latent dimensions are then exactly invariant to a cyclic shift of the
+        frames (with ``inplane_only``) and the last two are the phase as ``(cos, sin)``,
+        turned by ``2 pi k / D`` by a shift of ``k`` frames. Synthetic one-cycle cines with a
+        random phase at z_dim 32 (864 steps, linear probe on held-out latents, seeds 0-1):
+        every factor R^2 >= 0.95 (contraction 0.96 against 0.80-0.88 with ``"mean"``,
+        sin(phase) 0.99 against 0.69-0.86); the content part carries no phase (R^2 <= 0),
+        the phase part nothing else, and the latent angle tracks the true phase to a median
+        2 degrees. On volumes whose depth axis is not periodic, use ``"mean"``.
     num_res_blocks : int, default=2
         Residual blocks per level (encoder and UNet down path; one more on the up path).
     attention_resolutions : tuple of int, default=(16,)
@@ -209,7 +213,10 @@ class DiffAE3D(LatentTransformer):
       of network calls (see ``inversion_iters``). ``inversion_end="noise",
       inversion_iters=0`` restores the reference.
     - ``encoder_pool="depth"`` and ``"cyclic"`` (not the default) are additions: the
-      reference's global average pooling makes ``z_sem`` blind to a cyclic shift of the frames.
+      reference's global average pooling makes ``z_sem`` blind to a cyclic shift of the frames
+      except through the border frames, so it codes the cardiac phase poorly and by accident.
+      ``"cyclic"`` separates the phase from the rest of the latent by construction; the
+      default stays the paper's pool because the model also serves non-periodic volumes.
     - DDIM step grids that no stride gives exactly fall back to evenly spaced steps (the
       reference raises).
 
@@ -360,6 +367,9 @@ class DiffAE3D(LatentTransformer):
                 f"encoder_pool={self.encoder_pool!r} keeps the depth axis of 3-D volumes, but the model input has "
                 f"shape {tuple(self.input_shape_)} (channels first); use encoder_pool='mean' for images or vectors.")
         if self.encoder_pool == "cyclic":
+            if self.z_dim < 3:
+                raise ValueError(f"encoder_pool='cyclic' writes the phase into the last two latent dimensions and "
+                                 f"needs z_dim >= 3, got z_dim={self.z_dim}; raise z_dim or use encoder_pool='mean'.")
             depth = encoder_output_depth(self.input_shape_[1], len(enc), self.inplane_only)
             if depth < 2:
                 raise ValueError(

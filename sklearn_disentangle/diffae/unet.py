@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["timestep_embedding", "SemanticEncoder", "ConditionalUNet", "MLPEncoder", "MLPDenoiser"]
+__all__ = ["timestep_embedding", "SemanticEncoder", "ConditionalUNet", "MLPEncoder", "MLPDenoiser", "CyclicPhasePool",
+           "cyclic_depth_features"]
 
 
 def timestep_embedding(t, dim, max_period=10000.0):
@@ -72,7 +73,20 @@ def _groups(channels, limit):
     return math.gcd(int(limit), int(channels))
 
 
-def _conv(dims, cin, cout, k=3):
+class _CyclicDepthConv3d(nn.Conv3d):
+    """3-D convolution that pads the depth axis cyclically (frame -1 is the last frame) and the rest with zeros."""
+
+    def __init__(self, cin, cout, k):
+        super().__init__(cin, cout, k, padding=(0, k // 2, k // 2))
+
+    def forward(self, x):
+        d = self.kernel_size[0] // 2
+        return super().forward(F.pad(x, (0, 0, 0, 0, d, d), mode="circular") if d else x)
+
+
+def _conv(dims, cin, cout, k=3, cyclic_depth=False):
+    if dims == 3 and cyclic_depth:
+        return _CyclicDepthConv3d(cin, cout, k)
     cls = nn.Conv2d if dims == 2 else nn.Conv3d
     return cls(cin, cout, k, padding=k // 2)
 
@@ -106,6 +120,8 @@ class ResBlock(nn.Module):
     resample : {None, "down", "up"}
     inplane_only : bool
     group_limit : int
+    cyclic_depth : bool, default=False
+        Pad the depth axis of 3-D input cyclically (a depth axis that is one period).
 
     Examples
     --------
@@ -117,18 +133,18 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, dims, in_channels, out_channels, emb_dim=None, cond_dim=None, dropout=0.0, resample=None,
-                 inplane_only=False, group_limit=32):
+                 inplane_only=False, group_limit=32, cyclic_depth=False):
         super().__init__()
         self.conditioned = emb_dim is not None
         self.in_norm = nn.GroupNorm(_groups(in_channels, group_limit), in_channels)
         self.resample = None if resample is None else _Resample(dims, resample, inplane_only)
-        self.in_conv = _conv(dims, in_channels, out_channels)
+        self.in_conv = _conv(dims, in_channels, out_channels, cyclic_depth=cyclic_depth)
         if self.conditioned:
             self.emb = nn.Linear(emb_dim, 2 * out_channels)
             self.cond = nn.Linear(cond_dim, out_channels)
             self.out_norm = nn.GroupNorm(_groups(out_channels, group_limit), out_channels)
             self.dropout = nn.Dropout(dropout)
-            self.out_conv = _zero(_conv(dims, out_channels, out_channels))
+            self.out_conv = _zero(_conv(dims, out_channels, out_channels, cyclic_depth=cyclic_depth))
         self.skip = nn.Identity() if in_channels == out_channels else _conv(dims, in_channels, out_channels, 1)
 
     def forward(self, x, emb=None, cond=None):
@@ -222,6 +238,59 @@ def cyclic_depth_features(g):
     return torch.cat([g.mean(-1), (g * torch.cos(w)).mean(-1), -(g * torch.sin(w)).mean(-1)], 1)
 
 
+class CyclicPhasePool(nn.Module):
+    """Pool ``(n, C, D)`` features of a periodic depth axis into shift-invariant content and a phase.
+
+    The first Fourier coefficient along depth, ``F1_c``, of every channel turns by the same
+    angle when the input is rolled along depth. A learnt complex combination
+    ``u = sum_c w_c F1_c`` fixes a phase ``e = u / |u|``; ``F1_c * conj(e)`` is then invariant
+    to the roll, as is the mean along depth. Those ``3 C`` invariant features go through a
+    linear layer to ``z_dim - 2`` outputs and ``(Re e, Im e)``, the phase as a point on the
+    unit circle, fill the last two.
+
+    Parameters
+    ----------
+    channels : int
+        ``C``.
+    z_dim : int
+        Output width, at least 3.
+    eps : float, default=1e-6
+        Added to ``|u|^2`` before the square root (a finite gradient where ``u`` vanishes).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.diffae.unet import CyclicPhasePool
+    >>> pool = CyclicPhasePool(4, 6)
+    >>> g = torch.randn(2, 4, 8)
+    >>> z, z_rolled = pool(g), pool(torch.roll(g, 2, dims=-1))
+    >>> torch.allclose(z[:, :4], z_rolled[:, :4], atol=1e-5)  # content: unchanged by the roll
+    True
+    >>> turned = torch.view_as_complex(z[:, 4:].contiguous()) * torch.exp(torch.tensor(-0.5j * torch.pi))
+    >>> torch.allclose(torch.view_as_real(turned), z_rolled[:, 4:], atol=1e-5)  # phase: turned by 2 * 2 pi / 8
+    True
+    """
+
+    def __init__(self, channels, z_dim, eps=1e-6):
+        super().__init__()
+        if int(z_dim) < 3:
+            raise ValueError(f"CyclicPhasePool needs z_dim >= 3 (two outputs are the phase), got {z_dim}.")
+        self.eps = float(eps)
+        self.phase_weight = nn.Parameter(torch.randn(2, int(channels)) / math.sqrt(int(channels)))
+        self.out = nn.Linear(3 * int(channels), int(z_dim) - 2)
+
+    def forward(self, g):
+        f = cyclic_depth_features(g)
+        c = g.shape[1]
+        mean, re, im = f[:, :c], f[:, c:2 * c], f[:, 2 * c:]
+        a, b = self.phase_weight
+        u_re, u_im = re @ a - im @ b, re @ b + im @ a  # sum_c (a_c + i b_c) F1_c
+        norm = torch.sqrt(u_re ** 2 + u_im ** 2 + self.eps)
+        cos, sin = (u_re / norm)[:, None], (u_im / norm)[:, None]
+        aligned = torch.cat([mean, re * cos + im * sin, im * cos - re * sin], 1)  # F1 * conj(e)
+        return torch.cat([self.out(aligned), cos, sin], 1)
+
+
 class SemanticEncoder(nn.Module):
     """DiffAE's semantic encoder: images/volumes to ``z_sem`` of shape ``(B, z_dim)``.
 
@@ -244,12 +313,14 @@ class SemanticEncoder(nn.Module):
         ``"depth"`` (3-D only): average over the in-plane axes only and map the remaining
         ``channels x depth`` features to ``z_dim`` with a linear layer, so that ``z_sem`` can
         say *where along the depth axis* (when, for time-as-depth cines) something happens.
-        ``"cyclic"`` (3-D only): average over the in-plane axes, then take per channel the
-        mean over depth and the real and imaginary parts of the first Fourier coefficient
-        along depth, mapped to ``z_dim`` by a linear layer. For a depth axis that is one
-        period (a cine of one cardiac cycle), a cyclic shift leaves the mean unchanged and
-        rotates the Fourier pair by the shift's phase, so ``z_sem`` keeps the mean pool's
-        shift-invariant features and carries the phase linearly. Any depth >= 2.
+        ``"cyclic"`` (3-D only, ``z_dim >= 3``): average over the in-plane axes, then
+        :class:`CyclicPhasePool`, and the encoder's convolutions pad the depth axis
+        cyclically: for a depth axis that is one period (a cine of one cardiac cycle),
+        ``z_sem[:, :-2]`` is invariant to a cyclic shift along depth (the mean over depth and
+        the first Fourier coefficients registered to a learnt phase) and ``z_sem[:, -2:]`` is
+        that phase as ``(cos, sin)``, turned by ``2 pi k / D`` by a shift of ``k`` frames
+        (exactly with ``inplane_only``; with depth down-sampling, for shifts by multiples of
+        the down-sampling factor). Any depth >= 2.
     depth : int or None, default=None
         Depth of the input; required by ``pool="depth"``.
 
@@ -278,10 +349,10 @@ class SemanticEncoder(nn.Module):
                              "along); use pool='mean' for 2-D.")
         self.pool = pool
         ch = base_channels * channel_mult[0]
-        self.inp = _conv(dims, in_channels, ch)
+        self.inp = _conv(dims, in_channels, ch, cyclic_depth=pool == "cyclic")
         blocks = []
         res = image_size
-        kw = {"inplane_only": inplane_only, "group_limit": group_limit}
+        kw = {"inplane_only": inplane_only, "group_limit": group_limit, "cyclic_depth": pool == "cyclic"}
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
                 blocks.append(ResBlock(dims, ch, base_channels * mult, **kw))
@@ -297,7 +368,7 @@ class SemanticEncoder(nn.Module):
         if pool == "mean":
             self.out = _conv(dims, ch, z_dim, 1)
         elif pool == "cyclic":
-            self.out = nn.Linear(3 * ch, z_dim)
+            self.out = CyclicPhasePool(ch, z_dim)
         else:
             self.out = nn.Linear(ch * encoder_output_depth(depth, len(channel_mult), inplane_only), z_dim)
 
@@ -309,7 +380,7 @@ class SemanticEncoder(nn.Module):
         if self.pool == "depth":
             return self.out(h.mean(dim=(3, 4)).flatten(1))
         if self.pool == "cyclic":
-            return self.out(cyclic_depth_features(h.mean(dim=(3, 4))))
+            return self.out(h.mean(dim=(3, 4)))
         h = h.mean(dim=tuple(range(2, h.dim())), keepdim=True)
         return self.out(h).flatten(1)
 

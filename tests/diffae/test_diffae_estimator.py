@@ -231,6 +231,8 @@ def test_fit_errors_and_warnings():
             DiffAE3D.from_preset("tiny", spatial_dims=2, encoder_pool=pool, max_epochs=1).fit(X[:, 0, 0])
     with pytest.raises(ValueError, match="encoder_pool='cyclic' takes a Fourier coefficient along depth"):
         DiffAE3D.from_preset("tiny", encoder_pool="cyclic", inplane_only=False, max_epochs=1).fit(X[:, :, :2])
+    with pytest.raises(ValueError, match="encoder_pool='cyclic' writes the phase .* needs z_dim >= 3, got z_dim=2"):
+        DiffAE3D.from_preset("tiny", encoder_pool="cyclic", z_dim=2, max_epochs=1).fit(X)
     with pytest.warns(UserWarning, match=r"scaled to \[-1, 1\]"):
         DiffAE3D.from_preset("tiny", max_epochs=1, random_state=0).fit(X + 3)
     with warnings.catch_warnings():
@@ -267,7 +269,13 @@ def test_timing_pooling_encoder_fits_and_its_latent_sees_the_frame_order(pool):
     Z = est.transform(X)
     assert Z.shape == (8, 8) and np.isfinite(Z).all()
     rolled = np.roll(X, 3, axis=2)  # the same cine started at another frame
-    assert np.abs(est.transform(rolled) - Z).max() > 1e-3
+    Zr = est.transform(rolled)
+    assert np.abs(Zr - Z).max() > 1e-3
+    if pool == "cyclic":  # content unchanged, phase (last two) turned by 3 of 8 frames
+        np.testing.assert_allclose(Zr[:, :-2], Z[:, :-2], atol=1e-4)
+        assert np.all(np.abs(np.hypot(Z[:, -2], Z[:, -1]) - 0.995) <= 0.005)  # unit length up to eps / |u|^2
+        turned = (Z[:, -2] + 1j * Z[:, -1]) * np.exp(-2j * np.pi * 3 / 8)
+        np.testing.assert_allclose(Zr[:, -2] + 1j * Zr[:, -1], turned, atol=1e-4)
     clone(est)
     assert np.allclose(pickle.loads(pickle.dumps(est)).transform(X), Z, atol=1e-6)
 

@@ -6,7 +6,8 @@ import torch
 
 from sklearn_disentangle.diffae.diffusion import GaussianDiffusion, ddim_timesteps, linear_beta_schedule
 from sklearn_disentangle.diffae.model import DiffAEModule
-from sklearn_disentangle.diffae.unet import ConditionalUNet, SemanticEncoder, cyclic_depth_features, timestep_embedding
+from sklearn_disentangle.diffae.unet import (ConditionalUNet, CyclicPhasePool, SemanticEncoder, cyclic_depth_features,
+                                             timestep_embedding)
 
 
 def test_linear_schedule_matches_ddpm():
@@ -225,4 +226,52 @@ def test_cyclic_depth_features_keep_the_mean_and_rotate_the_first_fourier_pair_u
     np.testing.assert_allclose((fr[:, 5:10] + 1j * fr[:, 10:]).numpy(), turn * ref, atol=1e-12)
     with pytest.raises(ValueError, match="D >= 2"):
         cyclic_depth_features(g[..., :1])
+
+
+def test_cyclic_phase_pool_splits_a_roll_into_unchanged_content_and_a_turned_unit_phase():
+    torch.manual_seed(0)
+    pool = CyclicPhasePool(5, 7).double()
+    g = torch.randn(4, 5, 12, dtype=torch.float64)
+    z = pool(g)
+    assert z.shape == (4, 7)
+    # by hand: u = sum_c w_c F1_c with complex weights, e = u / |u|, content from [mean, F1 conj(e)]
+    ref = np.fft.fft(g.numpy(), axis=-1)[..., 1] / 12
+    w = pool.phase_weight.detach().numpy()
+    u = ref @ (w[0] + 1j * w[1])
+    e = u / np.sqrt(np.abs(u) ** 2 + pool.eps)
+    np.testing.assert_allclose(z[:, 5].detach().numpy() + 1j * z[:, 6].detach().numpy(), e, atol=1e-12)
+    aligned = ref * np.conj(e)[:, None]
+    feats = np.concatenate([g.numpy().mean(-1), aligned.real, aligned.imag], 1)
+    lin = pool.out
+    np.testing.assert_allclose(z[:, :5].detach().numpy(),
+                               feats @ lin.weight.detach().numpy().T + lin.bias.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(np.abs(e), 1.0, atol=1e-4)  # unit length up to eps / |u|^2
+    for k in (1, 5, 11):
+        zr = pool(torch.roll(g, k, dims=-1))
+        torch.testing.assert_close(zr[:, :5], z[:, :5])  # content: invariant to the cyclic shift
+        turned = (z[:, 5] + 1j * z[:, 6]).detach().numpy() * np.exp(-2j * np.pi * k / 12)
+        np.testing.assert_allclose(zr[:, 5].detach().numpy() + 1j * zr[:, 6].detach().numpy(), turned, atol=1e-10)
+    # gradients stay finite where the phase combination vanishes
+    zero = torch.zeros(2, 5, 12, dtype=torch.float64, requires_grad=True)
+    pool(zero).sum().backward()
+    assert torch.isfinite(zero.grad).all() and all(torch.isfinite(p.grad).all() for p in pool.parameters())
+    with pytest.raises(ValueError, match="z_dim >= 3"):
+        CyclicPhasePool(5, 2)
+
+
+def test_cyclic_encoder_pads_depth_cyclically_so_a_rolled_cine_keeps_its_content_code_exactly():
+    torch.manual_seed(0)
+    enc = SemanticEncoder(3, 1, 6, 4, (1, 2), 1, (8,), 8, inplane_only=True, pool="cyclic").double()
+    x = torch.randn(3, 1, 12, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        z, zr = enc(x), enc(torch.roll(x, 5, dims=2))
+    torch.testing.assert_close(zr[:, :4], z[:, :4], atol=1e-12, rtol=0)
+    turned = torch.view_as_complex(z[:, 4:].contiguous()) * np.exp(-2j * np.pi * 5 / 12)
+    torch.testing.assert_close(zr[:, 4:], torch.view_as_real(turned), atol=1e-12, rtol=0)
+    # the padding really is cyclic along depth and zero in-plane
+    conv = enc.inp
+    xs = torch.randn(1, 1, 4, 5, 5, dtype=torch.float64)
+    ref = torch.nn.functional.conv3d(torch.cat([xs[:, :, -1:], xs, xs[:, :, :1]], 2), conv.weight, conv.bias,
+                                     padding=(0, 1, 1))
+    torch.testing.assert_close(conv(xs), ref)
 
