@@ -15,6 +15,8 @@ everything else is measured on ``--n-test`` held-out subjects:
 - 5-fold cross-validated R^2 of ``StandardScaler + RidgeCV`` on the latents for each factor,
   against PCA (fitted on the training volumes) with the same number of components, and the
   same with an RBF kernel ridge probe (is a factor in the latent, even if not linearly?);
+- the same linear probe on the latents of the same architecture after one optimiser step
+  (``untrained_control``): what random convolutional features already give;
 - with ``--encoder-pool cyclic``: the same linear probe on the content part ``z[:, :-2]`` and on
   the phase part ``z[:, -2:]`` separately, and the error of the latent phase angle;
 - seconds per training step (median over timed steps, after warm-up) on the chosen device and
@@ -104,6 +106,29 @@ def cyclic_split(Z, targets, seed):
     return res
 
 
+def model_params(args):
+    """DiffAE3D parameters of the benchmark for parsed (or saved, as a Namespace) arguments."""
+    return dict(z_dim=args.z_dim, spatial_dims=3, base_channels=args.base_channels, channel_mult=(1, 2, 2),
+                encoder_channel_mult=(1, 2, 2, 4), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0,
+                inplane_only=True, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                encoder_pool=getattr(args, "encoder_pool", "mean"), random_state=args.seed)
+
+
+def untrained_control(params, X_tr, X_te, targets, seed, device):
+    """Probe R^2 of the same architecture after one optimiser step from its initialisation.
+
+    The control for the probe: random convolutional features of these simple shells already
+    carry some factors linearly, so a trained latent's R^2 means "learnt" only by how much it
+    beats this (and PCA).
+    """
+    est = DiffAE3D(**{**params, "device": device, "max_epochs": 1}).fit(X_tr[: params["batch_size"]])
+    Z = est.transform(X_te)
+    res = {"r2": probe_r2(Z, targets, seed)}
+    if params.get("encoder_pool") == "cyclic":
+        res["cyclic_split"] = cyclic_split(Z, targets, seed)
+    return res
+
+
 def step_time(est_params, X, device, n_steps, threads=None):
     """Median seconds per optimiser step of a fresh model on ``device`` (after 3 warm-up steps)."""
     if threads:
@@ -170,11 +195,7 @@ def main(argv=None):
 
     X_tr, _ = make_data(args.n_train, args.frames, args.size, args.seed)
     X_te, y_te = make_data(args.n_test, args.frames, args.size, args.seed + 1)
-    params = dict(z_dim=args.z_dim, spatial_dims=3, base_channels=args.base_channels, channel_mult=(1, 2, 2),
-                  encoder_channel_mult=(1, 2, 2, 4), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0,
-                  inplane_only=True, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                  encoder_pool=args.encoder_pool,
-                  random_state=args.seed)
+    params = model_params(args)
     est = DiffAE3D(**params, device=args.device, max_epochs=args.epochs or 1)
     device = str(torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
                               ("cpu" if args.device == "auto" else args.device)))
@@ -219,6 +240,7 @@ def main(argv=None):
     res["r2_pca_rbf"] = probe_r2(Z_pca, y_te, args.seed, kernel="rbf")
     if args.encoder_pool == "cyclic":
         res["cyclic_split"] = cyclic_split(Z_te, y_te, args.seed)
+    res["untrained"] = untrained_control(params, X_tr, X_te, y_te, args.seed, device)
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
     res["step_s"] = {device: step_time(params, X_tr, device, 20)}
@@ -272,9 +294,13 @@ def to_markdown(res):
     z = a["z_dim"]
     cols = [("r2_diffae", f"R^2 DiffAE3D (z={z})"), ("r2_pca", f"R^2 PCA ({z} comps)"),
             ("r2_diffae_rbf", "RBF kernel ridge: DiffAE3D"), ("r2_pca_rbf", "RBF: PCA")]
-    cols = [(key, title) for key, title in cols if key in res]  # results saved before the RBF probe lack it
+    table = dict(res)
+    if "untrained" in res:
+        table["r2_untrained"] = res["untrained"]["r2"]
+        cols.insert(1, ("r2_untrained", "R^2 same net, 1 step"))
+    cols = [(key, title) for key, title in cols if key in table]  # results saved before the RBF probe lack it
     lines += ["", "| factor | " + " | ".join(t for _, t in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += ["| " + " | ".join([k] + [f"{res[key][k]:.3f}" for key, _ in cols]) + " |" for k in res["r2_diffae"]]
+    lines += ["| " + " | ".join([k] + [f"{table[key][k]:.3f}" for key, _ in cols]) + " |" for k in res["r2_diffae"]]
     if "cyclic_split" in res:
         cs = res["cyclic_split"]
         lines += ["", "| factor | R^2 from z[:, :-2] (content) | R^2 from z[:, -2:] (phase) |", "|---|---|---|"]
