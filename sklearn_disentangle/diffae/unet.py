@@ -246,7 +246,8 @@ class CyclicPhasePool(nn.Module):
     ``u = sum_c w_c F1_c`` fixes a phase ``e = u / |u|``; ``F1_c * conj(e)`` is then invariant
     to the roll, as is the mean along depth. Those ``3 C`` invariant features go through a
     linear layer to ``z_dim - 2`` outputs and ``(Re e, Im e)``, the phase as a point on the
-    unit circle, fill the last two.
+    unit circle, fill the last two. The phase's origin and direction are learnt: it equals a
+    physical phase (such as the cardiac phase) up to a global offset and, possibly, sign.
 
     Parameters
     ----------
@@ -261,6 +262,7 @@ class CyclicPhasePool(nn.Module):
     --------
     >>> import torch
     >>> from sklearn_disentangle.diffae.unet import CyclicPhasePool
+    >>> _ = torch.manual_seed(0)
     >>> pool = CyclicPhasePool(4, 6)
     >>> g = torch.randn(2, 4, 8)
     >>> z, z_rolled = pool(g), pool(torch.roll(g, 2, dims=-1))
