@@ -218,9 +218,9 @@ def cyclic_depth_features(g):
 
     Returns
     -------
-    features : tensor of shape (n, 3 C)
-        ``[mean_t g, Re F1, Im F1]`` with ``F1 = mean_t g(t) exp(-2 pi i t / D)``. Rolling ``g``
-        by ``k`` positions along depth keeps the mean and multiplies ``F1`` by
+    mean, re, im : tensors of shape (n, C)
+        ``mean_t g``, ``Re F1`` and ``Im F1`` with ``F1 = mean_t g(t) exp(-2 pi i t / D)``.
+        Rolling ``g`` by ``k`` positions along depth keeps the mean and multiplies ``F1`` by
         ``exp(-2 pi i k / D)``.
 
     Examples
@@ -228,14 +228,14 @@ def cyclic_depth_features(g):
     >>> import torch
     >>> from sklearn_disentangle.diffae.unet import cyclic_depth_features
     >>> g = torch.cos(2 * torch.pi * torch.arange(8.0) / 8)[None, None]  # one channel, one cycle
-    >>> [round(float(v), 3) + 0.0 for v in cyclic_depth_features(g)[0]]  # mean, Re F1, Im F1
+    >>> [round(float(v), 3) + 0.0 for v in cyclic_depth_features(g)]  # mean, Re F1, Im F1
     [0.0, 0.5, 0.0]
     """
     d = g.shape[-1]
     if g.dim() != 3 or d < 2:
         raise ValueError(f"cyclic_depth_features needs features (n, C, D) with D >= 2, got {tuple(g.shape)}.")
     w = torch.arange(d, dtype=g.dtype, device=g.device) * (2 * math.pi / d)
-    return torch.cat([g.mean(-1), (g * torch.cos(w)).mean(-1), -(g * torch.sin(w)).mean(-1)], 1)
+    return g.mean(-1), (g * torch.cos(w)).mean(-1), -(g * torch.sin(w)).mean(-1)
 
 
 class CyclicPhasePool(nn.Module):
@@ -282,9 +282,7 @@ class CyclicPhasePool(nn.Module):
         self.out = nn.Linear(3 * int(channels), int(z_dim) - 2)
 
     def forward(self, g):
-        f = cyclic_depth_features(g)
-        c = g.shape[1]
-        mean, re, im = f[:, :c], f[:, c:2 * c], f[:, 2 * c:]
+        mean, re, im = cyclic_depth_features(g)
         a, b = self.phase_weight
         u_re, u_im = re @ a - im @ b, re @ b + im @ a  # sum_c (a_c + i b_c) F1_c
         norm = torch.sqrt(u_re ** 2 + u_im ** 2 + self.eps)
