@@ -163,6 +163,18 @@ def rotation_stats(pred, true):
     return float(np.median(np.rad2deg(np.arccos(cos))))
 
 
+def geodesic_deg(a, b):
+    """Angle (deg) of a_i^T b_i for stacks of rotation matrices."""
+    rel = np.einsum("nji,njk->nik", a, b)
+    return np.rad2deg(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+
+
+def head_rotations(est, X):
+    """The rotation head's prediction before the pose search (a fitted ``pose_search`` model)."""
+    Xv = est._validate_input(X, reset=False)
+    return est._infer(Xv, lambda m, xb: m._encode_prepared(m.prepare(xb))["head_matrix"]).astype(np.float64)
+
+
 # ----------------------------------------------------------------------------- runs
 def run_experiment(kind, args, seed):
     size = args.size3d if kind == "rigid3d" else args.size
@@ -194,6 +206,8 @@ def run_experiment(kind, args, seed):
             extra = dict(extra, resolve_half_turns=False)
         if args.content_from and kind in ("rigid2d", "rigid3d"):
             extra = dict(extra, content_from=args.content_from)
+        if args.pose_search is not None and kind in ("rigid2d", "rigid3d"):
+            extra = dict(extra, pose_search=args.pose_search)
         est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
                                lr=args.lr, encoder_widths=widths, augment_rotation=args.augment_rotation,
                                prior_kl_weight=args.prior_kl_weight, device=args.device, random_state=seed, **extra)
@@ -203,6 +217,9 @@ def run_experiment(kind, args, seed):
         res[f"{name}_gamma"] = est.gamma_
         res[f"{name}_config"] = {k: est.get_params()[k] for k in ("content_from", "rotation_head",
                                                                    "resolve_half_turns", "lr", "encoder_widths")}
+        res[f"{name}_config"]["pose_search"] = getattr(est, "pose_search_", 0)
+        res[f"{name}_history"] = {k: [float(v) for v in est.history_[:, k]]
+                                  for k in ("train_loss", "train_pose_head") if k in est.history_[-1]}
         res[f"{name}_final_loss"] = float(est.history_[-1, "train_loss"])
         res[f"{name}_ari"] = ari(est.transform(X), labels, seed)
         params = est.transform_params(X)
@@ -215,6 +232,11 @@ def run_experiment(kind, args, seed):
             rand = np.linalg.qr(np.random.RandomState(seed).standard_normal((len(X), 3, 3)))[0]
             rand *= np.sign(np.linalg.det(rand))[:, None, None]
             res[f"{name}_rot_median_err_deg"] = rotation_stats(pred, truth["rotations"])
+            if est.pose_search_:  # the rotation head alone, trained to predict the searched rotation
+                head = head_rotations(est, X)
+                res[f"{name}_head_rot_median_err_deg_per_class"] = [
+                    rotation_stats(head[labels == c], truth["rotations"][labels == c]) for c in np.unique(labels)]
+                res[f"{name}_head_vs_search_median_deg"] = float(np.median(geodesic_deg(head, pred)))
             res["random_rot_median_err_deg"] = rotation_stats(rand, truth["rotations"])
             res[f"{name}_rot_median_err_deg_per_class"] = [
                 rotation_stats(pred[labels == c], truth["rotations"][labels == c]) for c in np.unique(labels)]
@@ -255,11 +277,16 @@ def to_markdown(results, args, wall):
                         f"{', '.join(f'{v:.1f}' for v in r[f'{name}_rot_median_err_deg_per_class'])}; random rotations "
                         f"{r['random_rot_median_err_deg']:.1f}); shift corr "
                         f"{', '.join(f'{v:.2f}' for v in r[f'{name}_shift_corr'])}")
+                if f"{name}_head_vs_search_median_deg" in r:
+                    pose += (f"; rotation head alone: per conformation "
+                             f"{', '.join(f'{v:.1f}' for v in r[f'{name}_head_rot_median_err_deg_per_class'])} deg, "
+                             f"{r[f'{name}_head_vs_search_median_deg']:.1f} deg from the search")
             else:
                 pose = f"corr(log gain, log true gain) {r[f'{name}_gain_log_corr']:.3f}"
             cfg = r[f"{name}_config"]
             label = f"Harmony (content_from={cfg['content_from']!r}, resolve_half_turns={cfg['resolve_half_turns']}"
-            label += f", rotation_head={cfg['rotation_head']!r})" if r["kind"] == "rigid3d" else ")"
+            label += f", rotation_head={cfg['rotation_head']!r}" if r["kind"] == "rigid3d" else ""
+            label += f", pose_search={cfg.get('pose_search', 0)})"
             lines.append(head + f"| {label} | {r[f'{name}_ari']:.3f} | {pose} | {r[f'{name}_fit_s']:.1f} |")
         for z in args.vae_z:
             if f"betavae_z{z}_ari" not in r:
@@ -306,6 +333,8 @@ def main(argv=None):
     p.add_argument("--rigid3d-widths", nargs="*", type=int, default=None,
                    help="rigid3d: Harmony encoder widths (default: --encoder-widths, else the reference's)")
     p.add_argument("--no-resolve-3d", action="store_true", help="rigid3d: resolve_half_turns=False")
+    p.add_argument("--pose-search", type=int, default=None,
+                   help="rigid2d/rigid3d: HarmonyEstimator(pose_search=...) (default: the estimator's)")
     p.add_argument("--content-from", default=None, choices=["input", "canonical"],
                    help="rigid2d/rigid3d: HarmonyEstimator(content_from=...) (default: the estimator's)")
     p.add_argument("--device", default="cpu")

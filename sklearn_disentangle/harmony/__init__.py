@@ -5,7 +5,10 @@
 - :mod:`.model`: the two-branch, shared-weight autoencoder with pose heads
   (:class:`~sklearn_disentangle.harmony.model.HarmonyModule`);
 - :mod:`.warps`: differentiable rotation / shift / scale warps in plain torch (one
-  resampling per warp; Rodrigues' formula for 3-D axis-angle rotations).
+  resampling per warp; Rodrigues' formula for 3-D axis-angle rotations);
+- :mod:`.search`: the exhaustive rotation search of ``pose_search`` (global grid, then
+  local refinement, scored through sparse interpolation matrices) and the density centre
+  that gives it a rotation-free shift.
 """
 
 from .estimator import HarmonyEstimator, auto_gamma

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import LatentModule, gaussian_kl
+from .search import RotationSearch, density_centre
 from .warps import axis_angle_to_matrix, rotation_2d, sixd_to_matrix, warp_from_canonical, warp_to_canonical
 
 __all__ = ["HarmonyModule", "KINDS", "POSE_SIZES", "ROTATION_HEADS", "gaussian_kl_between"]
@@ -200,6 +201,17 @@ class HarmonyModule(LatentModule):
         Rotating kinds: the content posterior comes from the encoder's pass over the sample
         (the reference) or from a second pass over the sample canonicalised with its
         predicted pose, averaged over the half-turn candidates when ``resolve_half_turns``.
+    pose_search : int
+        Rotating kinds: 0 (off), or the size of a global rotation grid searched for every
+        sample (:class:`~sklearn_disentangle.harmony.search.RotationSearch`, then three local
+        rounds): the rotation that best puts the decoding of the sample's content onto the
+        sample replaces the predicted one (no gradient through the choice; the shift stays
+        the predicted one), the shift is the sample's density centre
+        (:func:`~sklearn_disentangle.harmony.search.density_centre`) plus the shift head's
+        bounded correction, the content is then read off the sample canonicalised with it
+        (``content_from="canonical"``), and the rotation head is trained to predict it (loss
+        term ``pose_head``, ``|M_head - M_search|_F^2``). Half-turns are then not searched
+        separately (the grid covers them).
 
     Examples
     --------
@@ -218,7 +230,7 @@ class HarmonyModule(LatentModule):
                  decoder_output="linear", max_shift=4.0, max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
                  resolve_half_turns=False, contrast_frame="observed", rotation_head="axis_angle",
-                 content_from="input"):
+                 content_from="input", pose_search=0):
         super().__init__()
         if content_from not in ("input", "canonical"):
             raise ValueError(f"content_from must be 'input' or 'canonical', got {content_from!r}.")
@@ -254,6 +266,13 @@ class HarmonyModule(LatentModule):
             raise ValueError(f"kind={kind!r} needs images (C, H, W), got a sample shape {self.input_shape}.")
         if not flat and self.pose_kind == "rigid3d" and spatial != 3:
             raise ValueError(f"kind='rigid3d' needs volumes (C, D, H, W), got a sample shape {self.input_shape}.")
+        if isinstance(pose_search, bool) or int(pose_search) != pose_search or pose_search < 0:
+            raise ValueError(f"pose_search must be 0 (off) or a positive number of grid rotations, got {pose_search!r}.")
+        if pose_search and self.pose_kind == "affine2d":
+            raise ValueError("pose_search searches rotations only; it is available for kind='rigid2d' and "
+                             "'rigid3d', not 'affine2d' (whose pose also has a scale). Use pose_search=0.")
+        rotating = self.pose_kind in ("rigid2d", "rigid3d")
+        self.rotation_search = RotationSearch(spatial, int(pose_search)) if pose_search and rotating else None
         enc_w = tuple(int(w) for w in encoder_widths)
         dec_w = tuple(int(w) for w in (decoder_widths if decoder_widths is not None else enc_w[::-1]))
         out_dim = self.n_pose + 2 * self.z_dim
@@ -333,16 +352,35 @@ class HarmonyModule(LatentModule):
     def _encode_prepared(self, x):
         raw, mu, logvar = self._split(self.encoder(x))
         pose = self._pose_from_raw(raw)
+        search = self.rotation_search is not None
+        if search and "shift" in pose:  # a rotation search needs a shift that does not need the rotation
+            pose["shift"] = pose["shift"] + density_centre(x).detach()
         if self.content_from == "canonical" and "matrix" in pose:
             # content from the sample brought to the canonical frame by its predicted pose,
             # averaged over the half-turns that may still be chosen, so it does not depend on them
-            flips = self._half_turns(pose["matrix"]) if self.resolve_half_turns else [None]
-            views = [self.canonicalize(x, pose if f is None else dict(pose, matrix=pose["matrix"] @ f)) for f in flips]
-            parts = [self._split(self.encoder(v))[1:] for v in views]
+            flips = self._half_turns(pose["matrix"]) if self.resolve_half_turns and not search else [None]
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not search):  # search: only a template
+                views = [self.canonicalize(x, pose if f is None else dict(pose, matrix=pose["matrix"] @ f))
+                         for f in flips]
+                parts = [self._split(self.encoder(v))[1:] for v in views]
             mu = torch.stack([p[0] for p in parts]).mean(0)
             logvar = torch.stack([p[1] for p in parts]).mean(0)
         out = {"z_mean": mu, "z_logvar": logvar}
         out.update(pose)
+        if search and "matrix" in pose:
+            out = self._search_rotation(x, out)
+        return out
+
+    def _search_rotation(self, x, enc):
+        """Replace the predicted rotation by the searched one (``pose_search``); content re-read."""
+        with torch.no_grad():
+            found = self.rotation_search(x, self.decode(enc["z_mean"]), enc["shift"].detach())
+        out = dict(enc, head_matrix=enc["matrix"], matrix=found)
+        out.pop("axis_angle", None)  # no longer the rotation used; the matrix is
+        if "angle" in out:
+            out["angle"] = torch.atan2(found[:, 0, 1], found[:, 0, 0])
+        if self.content_from == "canonical":
+            out["z_mean"], out["z_logvar"] = self._split(self.encoder(self.canonicalize(x, out)))[1:]
         return out
 
     @staticmethod
@@ -494,9 +532,10 @@ class HarmonyModule(LatentModule):
         """
         xp = self.prepare(x)
         out = self._encode_prepared(xp)
-        if self.resolve_half_turns and self.pose_kind in ("rigid2d", "affine2d", "rigid3d"):
+        if (self.resolve_half_turns and self.rotation_search is None
+                and self.pose_kind in ("rigid2d", "affine2d", "rigid3d")):
             out = self.choose_half_turn(xp, out, self.decode(out["z_mean"]))
-        return {k: v for k, v in out.items() if k not in ("z_mean", "z_logvar", "half_turn")}
+        return {k: v for k, v in out.items() if k not in ("z_mean", "z_logvar", "half_turn", "head_matrix")}
 
     def decode(self, z):
         """Canonical-frame images of content codes ``z`` (after ``decoder_output``).
@@ -537,7 +576,9 @@ class HarmonyModule(LatentModule):
             z = self.reparameterize(mu, logvar) if self.training else mu
             out[f"mu_{i}"], out[f"logvar_{i}"] = mu, logvar
             out[f"rec_{i}"] = rec = self.decode(z)
-            if self.resolve_half_turns and self.pose_kind != "none":
+            if "head_matrix" in enc:
+                out[f"head_{i}"], out[f"search_{i}"] = enc["head_matrix"], enc["matrix"].detach()
+            elif self.resolve_half_turns and self.pose_kind != "none":
                 enc = self.choose_half_turn(xi, enc, rec)
             out[f"can_{i}"] = self.canonicalize(xi, enc)
             if self.pose_kind == "contrast":
@@ -553,7 +594,9 @@ class HarmonyModule(LatentModule):
         squared error between the two canonicalised inputs, ``K`` the KL from branch 1's
         to branch 2's content posterior and ``P`` the mean KL of both posteriors to N(0, I).
         For ``contrast`` with ``contrast_frame="observed"``, ``R_i = |g_i rec_i - x_i|^2`` and
-        ``X = |x_1 - (g_1 / g_2) x_2|^2`` (``g_i`` the predicted gains).
+        ``X = |x_1 - (g_1 / g_2) x_2|^2`` (``g_i`` the predicted gains). With ``pose_search``
+        the term ``pose_head``, the mean over both branches of ``|M_head - M_search|_F^2``
+        (the rotation head against the searched rotation), is added with weight 1.
 
         Examples
         --------
@@ -587,4 +630,8 @@ class HarmonyModule(LatentModule):
         else:
             total = self.gamma * (r1 + r2) + cross
         total = total + kl + self.prior_kl_weight * prior
-        return {"loss": total, "recon_1": r1, "recon_2": r2, "cross": cross, "kl_branches": kl, "kl_prior": prior}
+        terms = {"recon_1": r1, "recon_2": r2, "cross": cross, "kl_branches": kl, "kl_prior": prior}
+        if "head_1" in output:
+            terms["pose_head"] = 0.5 * sum(sse(output[f"head_{i}"], output[f"search_{i}"]) for i in (1, 2))
+            total = total + terms["pose_head"]
+        return {"loss": total, **terms}

@@ -181,7 +181,8 @@ def test_rigid3d_half_turn_resolution_picks_the_180_degree_turn_about_the_right_
 
 
 def test_rigid3d_half_turn_resolution_changes_rotations_by_canonical_half_turns_only(rigid3d):
-    est, vols = rigid3d
+    _, vols = rigid3d
+    est = HarmonyEstimator("rigid3d", z_dim=2, encoder_widths=(4, 8, 16), pose_search=0, **TINY).fit(vols)
     cols = [f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)]
     module = est.net_.module_
     assert module.resolve_half_turns and module.rotation_head == "6d"

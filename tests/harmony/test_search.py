@@ -1,0 +1,214 @@
+"""Harmony's rotation search: the SO(3) grid, the interpolation matrices, recovery of known poses."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_disentangle import HarmonyEstimator
+from sklearn_disentangle.cryoem.rotations import random_rotations, rotation_grid
+from sklearn_disentangle.datasets.cryoem import make_subtomograms, molecule_blobs, render_volume
+from sklearn_disentangle.harmony.model import HarmonyModule
+from sklearn_disentangle.harmony.search import RotationSearch, density_centre, interpolation_matrix
+from sklearn_disentangle.harmony.warps import rotation_2d, warp_from_canonical
+
+TINY = {"max_epochs": 2, "batch_size": 16, "lr": 1e-3, "random_state": 0}
+
+
+def geodesic_deg(a, b):
+    rel = a.transpose(-1, -2) @ b
+    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
+    return torch.rad2deg(torch.arccos(cos))
+
+
+def molecule(size, t=0.0):
+    centres, sigmas, weights = molecule_blobs([t], size)
+    return torch.as_tensor(render_volume(centres, sigmas, weights, size), dtype=torch.float64)[:, None]
+
+
+# ----------------------------------------------------------------------------- the grid
+def test_rotation_grid_is_a_set_of_rotations_that_covers_so3():
+    g = rotation_grid(1000, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(g.transpose(1, 2) @ g, eye.expand(1000, 3, 3), atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(g), torch.ones(1000, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(rotation_grid(1000, dtype=torch.float64), g, atol=0, rtol=0)  # deterministic
+    # covering: every one of 2000 random rotations is close to a grid rotation; a random set of
+    # the same size leaves bigger holes (expected spacing (8 pi^2 / 1000)^(1/3) = 24.6 deg)
+    probe = random_rotations(2000, 1, dtype=torch.float64)
+    nearest = geodesic_deg(probe[:, None], g[None]).min(1).values
+    rand = random_rotations(1000, 2, dtype=torch.float64)
+    nearest_rand = geodesic_deg(probe[:, None], rand[None]).min(1).values
+    assert nearest.max() < 22.0  # measured 20.5 (random set: 28.6)
+    assert nearest.max() < 0.8 * nearest_rand.max()
+    # well separated: no two grid rotations closer than 15 deg (q and -q would coincide)
+    d = geodesic_deg(g[:, None], g[None]) + torch.eye(1000, dtype=torch.float64) * 180
+    assert d.min() > 15.0  # measured 17.7
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, True])
+def test_rotation_grid_rejects_bad_sizes(n):
+    with pytest.raises(ValueError, match="positive int"):
+        rotation_grid(n)
+
+
+# ----------------------------------------------------------------------------- interpolation
+@pytest.mark.parametrize("spatial", [(9, 12), (8, 8, 8), (7, 10, 9)])
+def test_interpolation_matrix_samples_like_the_warps(spatial):
+    k = len(spatial)
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randn((3, 1) + spatial, generator=gen, dtype=torch.float64)
+    rot = rotation_2d(torch.tensor([0.7], dtype=torch.float64)) if k == 2 else random_rotations(
+        1, 0, dtype=torch.float64)
+    shift = torch.tensor([[0.3, -1.2, 0.8][:k]], dtype=torch.float64)
+    axes = [torch.arange(s, dtype=torch.float64) - s // 2 for s in spatial]
+    coords = torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], -1).reshape(-1, k)
+    src = (coords - shift) @ rot[0]  # warp_from_canonical samples at M^T (p - t)
+    m = interpolation_matrix(spatial, src)
+    ours = (m @ img.reshape(3, -1).T).T.reshape(img.shape)
+    torch.testing.assert_close(ours, warp_from_canonical(img, rot.expand(3, k, k), shift.expand(3, k)),
+                               atol=1e-12, rtol=0)
+
+
+# ----------------------------------------------------------------------------- the search
+@pytest.mark.parametrize("size", [13, 16])  # 16: the global round runs on pooled volumes
+def test_search_recovers_known_3d_rotations_of_a_template(size):
+    if size == 16:
+        template = molecule(size).float()
+    else:  # an asymmetric object of blobs wider than a voxel (the molecule at 13^3 is sub-voxel)
+        centres = np.array([[[3.0, 0.0, 0.0], [0.0, 2.5, 0.5], [-1.0, -1.0, 2.5], [-2.0, 1.0, -1.5]]])
+        template = torch.as_tensor(render_volume(centres, [1.2, 1.1, 1.0, 1.2], [1.0, 0.8, 0.6, 0.9], size))[:, None]
+    truth = random_rotations(6, 0)
+    shift = torch.tensor([[0.5, -1.0, 0.0]]).expand(6, 3)
+    x = warp_from_canonical(template.expand(6, -1, -1, -1, -1), truth, shift)
+    search = RotationSearch(3, 1000)
+    assert search.pooled((size,) * 3) == (size >= 16)
+    found = search(x, template.expand(6, -1, -1, -1, -1), shift)
+    err = geodesic_deg(found, truth)
+    assert err.max() < 6.0, err  # the last local step is 3 degrees
+    torch.testing.assert_close(found.transpose(1, 2) @ found, torch.eye(3).expand(6, 3, 3), atol=1e-5, rtol=0)
+
+
+def test_search_in_noise_beats_the_grid_spacing():
+    vols, truth = make_subtomograms(40, 16, n_conformations=2, snr=2.0, random_state=0)
+    x = torch.as_tensor(vols)[:, None]
+    centres, sigmas, weights = molecule_blobs(np.linspace(0.0, 1.0, 2), 16)
+    templates = torch.as_tensor(render_volume(centres, sigmas, weights, 16))[truth.labels][:, None]
+    found = RotationSearch(3, 1000)(x, templates, torch.as_tensor(truth.shifts, dtype=torch.float32))
+    err = geodesic_deg(found.double(), torch.as_tensor(truth.rotations))
+    assert float(err.median()) < 8.0, err  # measured 3.7 at SNR 2; the grid spacing is 24.6
+
+
+def test_search_recovers_2d_angles_and_stays_one_rotation_per_sample():
+    yy, xx = np.meshgrid(np.arange(21) - 10, np.arange(21) - 10, indexing="ij")
+    blob = lambda cx, cy, s: np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s ** 2))  # noqa: E731
+    template = torch.as_tensor(blob(5, 0, 1.5) + 0.6 * blob(-2, 4, 1.5), dtype=torch.float32)[None, None]
+    angles = torch.tensor([0.0, 1.0, -2.5, 3.0])
+    x = warp_from_canonical(template.expand(4, -1, -1, -1), rotation_2d(angles), torch.zeros(4, 2))
+    found = RotationSearch(2, 72)(x, template.expand(4, -1, -1, -1), torch.zeros(4, 2))
+    got = torch.atan2(found[:, 0, 1], found[:, 0, 0])
+    diff = torch.remainder(got - angles + math.pi, 2 * math.pi) - math.pi
+    assert diff.abs().max() < math.radians(1.5)  # grid 5 deg, last local step 0.625 deg
+
+
+def test_search_plan_is_cached_but_not_pickled():
+    search = RotationSearch(3, 50)
+    search(torch.randn(2, 1, 8, 8, 8), torch.randn(2, 1, 8, 8, 8), torch.zeros(2, 3))
+    assert len(search._cache) == 1
+    again = pickle.loads(pickle.dumps(search))
+    assert again._cache == {} and again.n_rotations == 50
+    assert len(pickle.dumps(search)) < 2000
+
+
+def test_density_centre_follows_shifts_and_not_rotations():
+    vols, truth = make_subtomograms(40, 16, n_conformations=2, snr=2.0, random_state=0)
+    x = torch.as_tensor(vols)[:, None]
+    centre = density_centre(x).double().numpy()
+    # rotation-free: the centre minus the true shift does not depend on the (uniform) rotations
+    resid = centre - truth.shifts
+    corr = [np.corrcoef(centre[:, a], truth.shifts[:, a])[0, 1] for a in range(3)]
+    assert min(corr) > 0.8, corr  # measured 0.88-0.94 at SNR 2 (shifts U(-1.5, 1.5))
+    assert np.abs(resid.mean(0)).max() < 0.3 and resid.std(0).max() < 0.6
+    # exact on a clean, symmetric object: a blob moved by (2, -1, 1) voxels
+    blob = torch.as_tensor(render_volume(np.array([[[2.0, -1.0, 1.0]]]), [1.2], [1.0], 15))[:, None]
+    torch.testing.assert_close(density_centre(blob), torch.tensor([[2.0, -1.0, 1.0]], dtype=blob.dtype),
+                               atol=1e-5, rtol=0)
+
+
+def test_module_search_shift_is_density_centre_plus_head():
+    m = HarmonyModule((1, 12, 12, 12), 1, kind="rigid3d", encoder_widths=(4, 8), rotation_head="6d",
+                      pose_search=20, max_shift=3.0)
+    x = torch.randn(3, 1, 12, 12, 12, generator=torch.Generator().manual_seed(1))
+    xp = m.prepare(x)
+    raw = m._split(m.encoder(xp))[0]
+    head = 3.0 * torch.tanh(raw[:, 6:9])
+    torch.testing.assert_close(m.encode(x)["shift"], head + density_centre(xp))
+
+
+# ----------------------------------------------------------------------------- in Harmony
+def test_module_search_replaces_the_rotation_and_trains_the_head():
+    m = HarmonyModule((1, 8, 8, 8), 2, kind="rigid3d", encoder_widths=(4, 8), rotation_head="6d",
+                      content_from="canonical", resolve_half_turns=True, pose_search=64)
+    x = torch.randn(5, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    enc = m.encode(x)
+    grid_or_refined = enc["matrix"]
+    assert not torch.allclose(grid_or_refined, enc["head_matrix"])  # the searched rotation, not the head's
+    out = m(x)
+    terms = m.loss(out, x)
+    assert "pose_head" in terms and float(terms["pose_head"]) > 0
+    torch.testing.assert_close(terms["pose_head"], 0.5 * sum(
+        (out[f"head_{i}"] - out[f"search_{i}"]).pow(2).flatten(1).sum(1).mean() for i in (1, 2)))
+    terms["loss"].backward()
+    head_grad = m.encoder.head[-1].weight.grad[:6].abs().sum()  # the 6-D rotation outputs
+    assert head_grad > 0
+    # content is read off the sample canonicalised with the searched rotation
+    torch.testing.assert_close(enc["z_mean"], m._split(m.encoder(m.canonicalize(m.prepare(x), enc)))[1])
+
+
+def test_module_search_errors():
+    with pytest.raises(ValueError, match="affine2d"):
+        HarmonyModule((1, 8, 8), 1, kind="affine2d", encoder_widths=(8,), pose_search=10)
+    with pytest.raises(ValueError, match="pose_search"):
+        HarmonyModule((1, 8, 8), 1, encoder_widths=(8,), pose_search=-1)
+
+
+def test_estimator_pose_search_defaults_and_errors():
+    vols, _ = make_subtomograms(16, 8, random_state=0)
+    est = HarmonyEstimator("rigid3d", encoder_widths=(4, 8), **TINY).fit(vols)
+    assert est.pose_search_ == 1000 and est.net_.module_.rotation_search.n_rotations == 1000
+    assert "train_pose_head" in est.history_[-1]
+    X = np.random.default_rng(0).normal(size=(16, 8, 8)).astype(np.float32)
+    est2 = HarmonyEstimator(encoder_widths=(8,), **TINY).fit(X)
+    assert est2.pose_search_ == 0 and est2.net_.module_.rotation_search is None
+    assert "train_pose_head" not in est2.history_[-1]
+    with pytest.raises(ValueError, match="pose_search searches rotations"):
+        HarmonyEstimator("contrast", pose_search=10, encoder_widths=(4, 8), **TINY).fit(np.abs(X))
+    with pytest.raises(ValueError, match="pose_search"):
+        HarmonyEstimator("rigid3d", pose_search=-5, **TINY).fit(vols)
+
+
+def test_estimator_with_search_is_deterministic_and_its_poses_are_rotations():
+    vols, _ = make_subtomograms(16, 8, random_state=0)
+    a = HarmonyEstimator("rigid3d", pose_search=200, encoder_widths=(4, 8), **TINY).fit(vols)
+    b = HarmonyEstimator("rigid3d", pose_search=200, encoder_widths=(4, 8), **TINY).fit(vols)
+    pa, pb = a.transform_params(vols), b.transform_params(vols)
+    np.testing.assert_array_equal(pa.to_numpy(), pb.to_numpy())
+    np.testing.assert_array_equal(a.transform(vols), b.transform(vols))
+    mats = pa[[f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)]].to_numpy().reshape(-1, 3, 3)
+    np.testing.assert_allclose(mats @ mats.transpose(0, 2, 1), np.broadcast_to(np.eye(3), mats.shape), atol=1e-5)
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(c.transform(vols), a.transform(vols))
+
+
+def test_rigid2d_with_search_gives_angles_that_match_its_matrices():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 16, 16)).astype(np.float32)
+    est = HarmonyEstimator(pose_search=36, encoder_widths=(16,), **TINY).fit(X)
+    p = est.transform_params(X)
+    assert p["angle_deg"].between(-180, 180).all()
+    pose = est.net_.module_.pose(torch.as_tensor(X[:, None]))
+    torch.testing.assert_close(rotation_2d(pose["angle"]), pose["matrix"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(p["angle_deg"], np.rad2deg(pose["angle"].numpy()), atol=1e-4)
+    assert est.inverse_transform(est.transform(X[:4]), params=p.iloc[:4]).shape == (4, 16, 16)
