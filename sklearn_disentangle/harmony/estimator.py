@@ -295,10 +295,11 @@ class HarmonyEstimator(LatentTransformer):
       the rotation, so the shift becomes the sample's density centre
       (:func:`~sklearn_disentangle.harmony.search.density_centre`) plus the head's bounded
       correction; with the head's shift alone the search did not start on one of two data
-      sets. Measured (1000 volumes, SNR 2, 30 epochs): rotations per conformation to a
-      median 10-14 degrees (random 127), shifts correlated 0.90 with the truth; the two
-      conformations are not yet separated by the content (ARI <= 0.05). The rotation head is kept, trained to predict the searched rotation, and gives
-      the frame the search's template content is read in. Costs: about 9 ms per 16^3 sample
+      sets. The rotation head is kept, trained to predict the searched rotation, and gives
+      the frame the search's template content is read in. Measured (1000 volumes, SNR 2,
+      30 epochs): rotations per conformation to a median 10-14 degrees (random 127), shifts
+      correlated 0.90 with the truth; the two conformations are not yet separated by the
+      content (ARI <= 0.05). Costs: about 9 ms per 16^3 sample
       and branch on one CPU thread; the global round's interpolation weights (``n
       rotations x V / 2^k x 2^k`` numbers for ``V`` voxels, pooled when sides are >= 16)
       are built once per shape.

@@ -205,10 +205,10 @@ class HarmonyModule(LatentModule):
         Rotating kinds: 0 (off), or the size of a global rotation grid searched for every
         sample (:class:`~sklearn_disentangle.harmony.search.RotationSearch`, then three local
         rounds): the rotation that best puts the decoding of the sample's content onto the
-        sample replaces the predicted one (no gradient through the choice; the shift stays
-        the predicted one), the shift is the sample's density centre
-        (:func:`~sklearn_disentangle.harmony.search.density_centre`) plus the shift head's
-        bounded correction, the content is then read off the sample canonicalised with it
+        sample replaces the predicted one (no gradient through the choice), the shift is the
+        sample's density centre (:func:`~sklearn_disentangle.harmony.search.density_centre`)
+        plus the shift head's bounded correction, the content is then read off the sample
+        canonicalised with it
         (``content_from="canonical"``), and the rotation head is trained to predict it (loss
         term ``pose_head``, ``|M_head - M_search|_F^2``). Half-turns are then not searched
         separately (the grid covers them).
@@ -374,7 +374,7 @@ class HarmonyModule(LatentModule):
     def _search_rotation(self, x, enc):
         """Replace the predicted rotation by the searched one (``pose_search``); content re-read."""
         with torch.no_grad():
-            found = self.rotation_search(x, self.decode(enc["z_mean"]), enc["shift"].detach())
+            found = self.rotation_search(x, self.decode(enc["z_mean"]), enc["shift"])
         out = dict(enc, head_matrix=enc["matrix"], matrix=found)
         out.pop("axis_angle", None)  # no longer the rotation used; the matrix is
         if "angle" in out:
@@ -577,7 +577,7 @@ class HarmonyModule(LatentModule):
             out[f"mu_{i}"], out[f"logvar_{i}"] = mu, logvar
             out[f"rec_{i}"] = rec = self.decode(z)
             if "head_matrix" in enc:
-                out[f"head_{i}"], out[f"search_{i}"] = enc["head_matrix"], enc["matrix"].detach()
+                out[f"head_{i}"], out[f"search_{i}"] = enc["head_matrix"], enc["matrix"]
             elif self.resolve_half_turns and self.pose_kind != "none":
                 enc = self.choose_half_turn(xi, enc, rec)
             out[f"can_{i}"] = self.canonicalize(xi, enc)

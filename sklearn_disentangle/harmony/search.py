@@ -9,8 +9,8 @@ in 3-D, evenly spaced angles in 2-D), on 2x-pooled data when every side is at le
 refines the best one by rounds of local lattices of halving step, at full resolution.
 
 The score of a candidate rotation ``L`` for a sample ``y`` (already in the current frame) and
-its template ``t`` is ``2 <y, L t> - |L t|^2``, minus the squared error up to a term that
-does not depend on ``L``. ``L t`` (the template put into the pose ``L``, zero outside the
+its template ``t`` is ``2 <y, L t> - |L t|^2``: minus the squared error ``|y - L t|^2``
+but for ``|y|^2``, which does not depend on ``L``. ``L t`` (the template put into the pose ``L``, zero outside the
 frame) is applied as a precomputed sparse interpolation matrix per candidate, so one sparse
 product scores all candidates of a batch; the template, not the noisy sample, is resampled,
 so the noise of ``y`` is the same for every candidate.
@@ -206,18 +206,15 @@ class RotationSearch:
         key = (tuple(spatial), dtype, str(device))
         if key not in self._cache:
             grid = self.grid(torch.float64)
-            if self.pooled(spatial):
-                # pooled pixel j covers pixels 2j, 2j + 1: centred coordinate u = 2 q + o
-                coarse = tuple(s // 2 for s in spatial)
-                o = torch.tensor([2 * (c // 2) + 0.5 - s // 2 for s, c in zip(spatial, coarse)][::-1],
-                                 dtype=torch.float64)
-                q = _pixel_coords(coarse, torch.float64, "cpu")
-                # template put into pose R: sample it at R^T u, in pooled coordinates
-                src = (torch.einsum("pi,nij->npj", 2 * q + o, grid) - o) / 2  # R^T u, pooled
-            else:
-                coarse = tuple(spatial)
-                q = _pixel_coords(coarse, torch.float64, "cpu")
-                src = torch.einsum("pi,nij->npj", q, grid)
+            # the global round's pixel q (pooled by f: it covers pixels f q ... f q + f - 1) sits at
+            # the centred full-resolution coordinate u = f q + o; the template put into pose R is
+            # sampled at R^T u, i.e. at (R^T u - o) / f in the round's own coordinates
+            f = 2 if self.pooled(spatial) else 1
+            coarse = tuple(s // f for s in spatial)
+            o = torch.tensor([f * (c // 2) + (f - 1) / 2 - s // 2 for s, c in zip(spatial, coarse)][::-1],
+                             dtype=torch.float64)
+            q = _pixel_coords(coarse, torch.float64, "cpu")
+            src = (torch.einsum("pi,nij->npj", f * q + o, grid) - o) / f
             p_global = interpolation_matrix(coarse, src.reshape(-1, self.k))
             u = _pixel_coords(spatial, torch.float64, "cpu")
             rounds = []
