@@ -208,6 +208,8 @@ def run_experiment(kind, args, seed):
             extra = dict(extra, content_from=args.content_from)
         if args.pose_search is not None and kind in ("rigid2d", "rigid3d"):
             extra = dict(extra, pose_search=args.pose_search)
+        if args.content_warmup is not None:
+            extra = dict(extra, content_warmup=args.content_warmup)
         est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
                                lr=args.lr, encoder_widths=widths, augment_rotation=args.augment_rotation,
                                prior_kl_weight=args.prior_kl_weight, device=args.device, random_state=seed, **extra)
@@ -218,8 +220,10 @@ def run_experiment(kind, args, seed):
         res[f"{name}_config"] = {k: est.get_params()[k] for k in ("content_from", "rotation_head",
                                                                    "resolve_half_turns", "lr", "encoder_widths")}
         res[f"{name}_config"]["pose_search"] = getattr(est, "pose_search_", 0)
+        res[f"{name}_config"]["content_warmup"] = est.content_warmup_
         res[f"{name}_history"] = {k: [float(v) for v in est.history_[:, k]]
-                                  for k in ("train_loss", "train_pose_head") if k in est.history_[-1]}
+                                  for k in ("train_loss", "train_pose_head", "train_kl_prior", "variational")
+                                  if k in est.history_[-1]}
         res[f"{name}_final_loss"] = float(est.history_[-1, "train_loss"])
         res[f"{name}_ari"] = ari(est.transform(X), labels, seed)
         params = est.transform_params(X)
@@ -286,7 +290,8 @@ def to_markdown(results, args, wall):
             cfg = r[f"{name}_config"]
             label = f"Harmony (content_from={cfg['content_from']!r}, resolve_half_turns={cfg['resolve_half_turns']}"
             label += f", rotation_head={cfg['rotation_head']!r}" if r["kind"] == "rigid3d" else ""
-            label += f", pose_search={cfg.get('pose_search', 0)})"
+            label += f", pose_search={cfg.get('pose_search', 0)}"
+            label += f", content_warmup={cfg['content_warmup']})" if "content_warmup" in cfg else ")"
             lines.append(head + f"| {label} | {r[f'{name}_ari']:.3f} | {pose} | {r[f'{name}_fit_s']:.1f} |")
         for z in args.vae_z:
             if f"betavae_z{z}_ari" not in r:
@@ -335,6 +340,8 @@ def main(argv=None):
     p.add_argument("--no-resolve-3d", action="store_true", help="rigid3d: resolve_half_turns=False")
     p.add_argument("--pose-search", type=int, default=None,
                    help="rigid2d/rigid3d: HarmonyEstimator(pose_search=...) (default: the estimator's)")
+    p.add_argument("--content-warmup", type=int, default=None,
+                   help="HarmonyEstimator(content_warmup=...) epochs (default: the estimator's)")
     p.add_argument("--content-from", default=None, choices=["input", "canonical"],
                    help="rigid2d/rigid3d: HarmonyEstimator(content_from=...) (default: the estimator's)")
     p.add_argument("--device", default="cpu")

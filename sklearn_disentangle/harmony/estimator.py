@@ -15,7 +15,7 @@ from .._validation import Interval, Options
 from ..base import LatentTransformer
 from ..cryoem.rotations import euler_to_matrix, matrix_to_euler
 from ..io.particles import ParticleStack
-from ..training import to_batch_tensor
+from ..training import LinearWarmup, ParamSchedule, to_batch_tensor
 from .model import KINDS, ROTATION_HEADS, HarmonyModule
 from .warps import rotation_2d
 
@@ -23,6 +23,7 @@ __all__ = ["HarmonyEstimator", "auto_gamma"]
 
 _MLP_WIDTHS = (256, 256, 128)  # 2-D encoder (upstream: 512, 512, 512, 512, 128); the decoder mirrors it
 _CONV3D_WIDTHS = (32, 64, 128, 512)      # upstream 3-D encoder (3 stride-2 convolutions, then 512)
+AUTO_CONTENT_WARMUP = 6  # epochs of plain-autoencoder training before the variational objective (pose search)
 _CONV2D_WIDTHS = (32, 32, 64, 64, 128, 512)  # upstream colour encoder
 _MATRIX_COLUMNS = tuple(f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3))
 
@@ -159,7 +160,17 @@ class HarmonyEstimator(LatentTransformer):
         head's, the content is read off the sample canonicalised with it, and the head is
         trained to predict it (see Notes). ``"auto"``: 1000 for ``rigid3d`` (a 25-degree grid,
         refined to about 3 degrees), 0 for the other kinds. ``affine2d`` and ``contrast``
-        have no search.
+        have no search. The search runs twice per sample: against a consensus template (the
+        decoding of a running mean of the content codes), then against the decoding of the
+        sample's own content read in the frame found.
+    content_warmup : "auto" or int, default="auto"
+        ``W``: the first ``W`` epochs train a plain autoencoder on the content (the code is
+        its mean, not sampled, and the KL terms are off); over the next ``W`` epochs the
+        sampling noise and the KL weights rise linearly from 0 to their full values. Counted
+        in steps from the first fit, so warm starts and ``partial_fit`` resume the schedule.
+        ``"auto"``: 6 (at most a fifth of ``max_epochs``) with a pose search, 0 without:
+        with a search the code otherwise collapses in the first epochs, while the rotations
+        are still wrong, and stays collapsed (see Notes).
     encoder_widths : tuple of int or None, default=None
         ``None``: an MLP ``(256, 256, 128)`` with tanh for the 2-D geometric kinds and flat
         input (the reference's is ``(512, 512, 512, 512, 128)``, see Notes); the reference's
@@ -200,7 +211,8 @@ class HarmonyEstimator(LatentTransformer):
     history_ : skorch.History
         Per epoch: ``train_loss`` and the terms ``train_recon_1``, ``train_recon_2``,
         ``train_cross``, ``train_kl_branches``, ``train_kl_prior``, with a pose search
-        ``train_pose_head`` (``valid_*`` with a validation fraction).
+        ``train_pose_head`` (``valid_*`` with a validation fraction); with a content warm-up
+        ``variational`` (the noise and KL scale at the epoch's last step: 0, the ramp, 1).
     content_variance_ : ndarray of shape (z_dim,)
         Variance over the training samples of each content mean after the last fit call.
         A coordinate with variance <= 0.01 (against the prior's 1) is *inactive* (Burda et
@@ -211,6 +223,8 @@ class HarmonyEstimator(LatentTransformer):
         The ``gamma`` used.
     pose_search_ : int
         Size of the searched rotation grid (0: no search).
+    content_warmup_ : int
+        Epochs of the content warm-up used.
     batch_size_ : int
     max_shift_ : float
         Bound of the predicted shifts in pixels.
@@ -379,6 +393,7 @@ class HarmonyEstimator(LatentTransformer):
         "rotation_head": [Options(ROTATION_HEADS)],
         "content_from": [Options(("canonical", "input"))],
         "pose_search": [Options(("auto",)), Interval(Integral, 0, None)],
+        "content_warmup": [Options(("auto",)), Interval(Integral, 0, None)],
         "encoder_widths": [tuple, list, None],
         "decoder_widths": [tuple, list, None],
         "batch_size": [Options(("auto",)), Interval(Integral, 1, None)],
@@ -388,7 +403,8 @@ class HarmonyEstimator(LatentTransformer):
                  normalize="auto", decoder_output="auto", max_shift="auto", max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift="auto", augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
                  resolve_half_turns=True, contrast_frame="observed", rotation_head="6d",
-                 content_from="canonical", pose_search="auto", encoder_widths=None, decoder_widths=None,
+                 content_from="canonical", pose_search="auto", content_warmup="auto", encoder_widths=None,
+                 decoder_widths=None,
                  max_epochs=100, batch_size="auto", lr=1e-4,
                  device="auto", random_state=None, verbose=0, callbacks=None, validation_fraction=0.0,
                  checkpoint_dir=None, warm_start=False, image_shape=None):
@@ -411,6 +427,7 @@ class HarmonyEstimator(LatentTransformer):
         self.rotation_head = rotation_head
         self.content_from = content_from
         self.pose_search = pose_search
+        self.content_warmup = content_warmup
         self.encoder_widths = encoder_widths
         self.decoder_widths = decoder_widths
         self.max_epochs = max_epochs
@@ -464,8 +481,13 @@ class HarmonyEstimator(LatentTransformer):
             if self.pose_search_ and self.kind not in ("rigid2d", "rigid3d"):
                 raise ValueError(f"pose_search searches rotations: it applies to kind='rigid2d' or 'rigid3d', not "
                                  f"{self.kind!r}; use pose_search=0 (or 'auto').")
+        if self.content_warmup == "auto":
+            self.content_warmup_ = min(AUTO_CONTENT_WARMUP, self.max_epochs // 5) if self.pose_search_ else 0
+        else:
+            self.content_warmup_ = int(self.content_warmup)
         self.batch_size_ = (50 if self.kind == "rigid3d" else 100) if self.batch_size == "auto" else int(self.batch_size)
         n_train = len(X) - (int(round(self.validation_fraction * len(X))) if self.validation_fraction > 0 else 0)
+        self._steps_per_epoch = max(1, math.ceil(n_train / self.batch_size_))
         self.gamma_ = float(auto_gamma(max(n_train, 1), self.batch_size_)) if self.gamma == "auto" else float(self.gamma)
         if self.max_shift == "auto":
             self.max_shift_ = min(spatial) / 4.0 if spatial else 0.0
@@ -531,11 +553,17 @@ class HarmonyEstimator(LatentTransformer):
         return net
 
     def _extra_callbacks(self):
-        if self.checkpoint_dir is None or not self.validation_fraction > 0:
-            return []
-        return [("best_checkpoint", Checkpoint(
-            dirname=os.fspath(self.checkpoint_dir), monitor="valid_loss_best", f_params="best_params.pt",
-            f_optimizer=None, f_criterion=None, f_history=None, load_best=False))]
+        callbacks = []
+        if self.content_warmup_:
+            # counted in training steps from the start of the first fit, so warm starts resume it
+            steps = self.content_warmup_ * self._steps_per_epoch  # autoencoder, then a ramp as long
+            callbacks.append(("content_warmup", ParamSchedule(
+                "variational", LinearWarmup(1.0, n_steps=steps, delay=steps))))
+        if self.checkpoint_dir is not None and self.validation_fraction > 0:
+            callbacks.append(("best_checkpoint", Checkpoint(
+                dirname=os.fspath(self.checkpoint_dir), monitor="valid_loss_best", f_params="best_params.pt",
+                f_optimizer=None, f_criterion=None, f_history=None, load_best=False)))
+        return callbacks
 
     # ------------------------------------------------------------------ inference
     def _infer(self, X, fn):

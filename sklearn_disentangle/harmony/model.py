@@ -31,6 +31,8 @@ POSE_SIZES = {"rigid2d": 4, "affine2d": 5, "rigid3d": 6, "contrast": 1, "none": 
 
 #: Parameterisations of the predicted 3-D rotation.
 ROTATION_HEADS = ("6d", "axis_angle")
+#: weight of a training batch's mean content code in the running ``search_code`` (an EMA)
+SEARCH_CODE_MOMENTUM = 0.1
 
 
 def gaussian_kl_between(mu1, logvar1, mu2, logvar2):
@@ -204,14 +206,22 @@ class HarmonyModule(LatentModule):
     pose_search : int
         Rotating kinds: 0 (off), or the size of a global rotation grid searched for every
         sample (:class:`~sklearn_disentangle.harmony.search.RotationSearch`, then three local
-        rounds): the rotation that best puts the decoding of the sample's content onto the
-        sample replaces the predicted one (no gradient through the choice), the shift is the
-        sample's density centre (:func:`~sklearn_disentangle.harmony.search.density_centre`)
-        plus the shift head's bounded correction, the content is then read off the sample
-        canonicalised with it
-        (``content_from="canonical"``), and the rotation head is trained to predict it (loss
-        term ``pose_head``, ``|M_head - M_search|_F^2``). Half-turns are then not searched
-        separately (the grid covers them).
+        rounds): the rotation that best puts a consensus template onto the sample replaces
+        the predicted one (no gradient through the choice), the shift is the sample's density
+        centre (:func:`~sklearn_disentangle.harmony.search.density_centre`) plus the shift
+        head's bounded correction, the content is then read off the sample canonicalised with
+        it (``content_from="canonical"``), and the rotation head is trained to predict it
+        (loss term ``pose_head``, ``|M_head - M_search|_F^2``). The template is the decoding
+        of the buffer ``search_code``, a running mean of the training batches' content means
+        (momentum ``SEARCH_CODE_MOMENTUM``). Half-turns are then not searched separately
+        (the grid covers them).
+
+    Attributes
+    ----------
+    variational : float
+        1 (the default): training samples the code and weighs the KL terms; 0: training is a
+        plain autoencoder on the content (code = mean, KL terms off), as in the estimator's
+        ``content_warmup``. Evaluation and held-out losses always use the full objective.
 
     Examples
     --------
@@ -273,6 +283,9 @@ class HarmonyModule(LatentModule):
                              "'rigid3d', not 'affine2d' (whose pose also has a scale). Use pose_search=0.")
         rotating = self.pose_kind in ("rigid2d", "rigid3d")
         self.rotation_search = RotationSearch(spatial, int(pose_search)) if pose_search and rotating else None
+        if self.rotation_search is not None:  # the code whose decoding every sample is aligned to
+            self.register_buffer("search_code", torch.zeros(1, self.z_dim))
+        self.variational = 1.0  # set by the estimator's warm-up schedule: 0 = plain autoencoder
         enc_w = tuple(int(w) for w in encoder_widths)
         dec_w = tuple(int(w) for w in (decoder_widths if decoder_widths is not None else enc_w[::-1]))
         out_dim = self.n_pose + 2 * self.z_dim
@@ -355,14 +368,13 @@ class HarmonyModule(LatentModule):
         search = self.rotation_search is not None
         if search and "shift" in pose:  # a rotation search needs a shift that does not need the rotation
             pose["shift"] = pose["shift"] + density_centre(x).detach()
-        if self.content_from == "canonical" and "matrix" in pose:
+        if self.content_from == "canonical" and "matrix" in pose and not search:
             # content from the sample brought to the canonical frame by its predicted pose,
             # averaged over the half-turns that may still be chosen, so it does not depend on them
-            flips = self._half_turns(pose["matrix"]) if self.resolve_half_turns and not search else [None]
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not search):  # search: only a template
-                views = [self.canonicalize(x, pose if f is None else dict(pose, matrix=pose["matrix"] @ f))
-                         for f in flips]
-                parts = [self._split(self.encoder(v))[1:] for v in views]
+            flips = self._half_turns(pose["matrix"]) if self.resolve_half_turns else [None]
+            views = [self.canonicalize(x, pose if f is None else dict(pose, matrix=pose["matrix"] @ f))
+                     for f in flips]
+            parts = [self._split(self.encoder(v))[1:] for v in views]
             mu = torch.stack([p[0] for p in parts]).mean(0)
             logvar = torch.stack([p[1] for p in parts]).mean(0)
         out = {"z_mean": mu, "z_logvar": logvar}
@@ -372,15 +384,31 @@ class HarmonyModule(LatentModule):
         return out
 
     def _search_rotation(self, x, enc):
-        """Replace the predicted rotation by the searched one (``pose_search``); content re-read."""
+        """Replace the predicted rotation by the searched one (``pose_search``); content re-read.
+
+        Two passes, as a consensus refinement followed by a multi-reference one: every sample
+        is first aligned to one template, the decoding of ``search_code`` (a running mean of
+        the training samples' content means; training updates it), its content is read in
+        that frame, and the rotation is then searched again against the decoding of that
+        content (the sample's own conformation). With content from the input, the first
+        pass's content is the input pass's.
+        """
         with torch.no_grad():
-            found = self.rotation_search(x, self.decode(enc["z_mean"]), enc["shift"])
+            found = self.rotation_search(x, self.decode(self.search_code), enc["shift"])
+            if self.content_from == "canonical":
+                own = self._split(self.encoder(self.canonicalize(x, dict(enc, matrix=found))))[1]
+            else:
+                own = enc["z_mean"]
+            found = self.rotation_search(x, self.decode(own), enc["shift"])
         out = dict(enc, head_matrix=enc["matrix"], matrix=found)
         out.pop("axis_angle", None)  # no longer the rotation used; the matrix is
         if "angle" in out:
             out["angle"] = torch.atan2(found[:, 0, 1], found[:, 0, 0])
         if self.content_from == "canonical":
             out["z_mean"], out["z_logvar"] = self._split(self.encoder(self.canonicalize(x, out)))[1:]
+        if self.training:
+            with torch.no_grad():
+                self.search_code.lerp_(out["z_mean"].mean(0, keepdim=True), SEARCH_CODE_MOMENTUM)
         return out
 
     @staticmethod
@@ -573,7 +601,9 @@ class HarmonyModule(LatentModule):
         for i, xi in ((1, x1), (2, x2)):
             enc = self._encode_prepared(xi)
             mu, logvar = enc["z_mean"], enc["z_logvar"]
-            z = self.reparameterize(mu, logvar) if self.training else mu
+            z = mu
+            if self.training and self.variational > 0:  # warm-up: the noise grows with the KL weight
+                z = mu + self.variational * (self.reparameterize(mu, logvar) - mu)
             out[f"mu_{i}"], out[f"logvar_{i}"] = mu, logvar
             out[f"rec_{i}"] = rec = self.decode(z)
             if "head_matrix" in enc:
@@ -629,7 +659,9 @@ class HarmonyModule(LatentModule):
             total = self.gamma * (r1 + r2 + cross)
         else:
             total = self.gamma * (r1 + r2) + cross
-        total = total + kl + self.prior_kl_weight * prior
+        # warm-up (variational = 0, training only): a plain autoencoder; held-out losses stay comparable
+        scale = self.variational if self.training else 1.0
+        total = total + scale * (kl + self.prior_kl_weight * prior)
         terms = {"recon_1": r1, "recon_2": r2, "cross": cross, "kl_branches": kl, "kl_prior": prior}
         if "head_1" in output:
             terms["pose_head"] = 0.5 * sum(sse(output[f"head_{i}"], output[f"search_{i}"]) for i in (1, 2))

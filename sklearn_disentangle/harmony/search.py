@@ -228,10 +228,16 @@ class RotationSearch:
 
     @staticmethod
     def _scores(matrix, y, template):
-        """``2 <y, L t> - |L t|^2`` for every candidate ``L`` (row block of ``matrix``): (m, n)."""
+        """``2 <y, L t> - |L t|^2`` for every candidate ``L`` (row block of ``matrix``): (m, n).
+
+        One template for all samples (``template`` of length 1) is resampled once.
+        """
         n, c = y.shape[:2]
         v = y[0, 0].numel()
         m = matrix.shape[0] // v
+        if template.shape[0] == 1 and n > 1:
+            lt = torch.sparse.mm(matrix, template.reshape(c, v).T.contiguous()).view(m, v, c)
+            return torch.einsum("mvc,ncv->mn", 2 * lt, y.reshape(n, c, v)) - lt.pow(2).sum((1, 2))[:, None]
         ys = y.reshape(n * c, v).T
         ts = template.reshape(n * c, v).T
         chunk = max(1, _SCORE_BLOCK // (m * v))
@@ -249,8 +255,8 @@ class RotationSearch:
         ----------
         x : tensor of shape (n, C, *spatial)
             Observed samples.
-        template : tensor, same shape as ``x``
-            Canonical images (one per sample).
+        template : tensor of shape (n, C, *spatial) or (1, C, *spatial)
+            Canonical images: one per sample, or one for all.
         shift : tensor of shape (n, k)
             The shift of each pose (kept).
 

@@ -35,7 +35,7 @@ class NonFiniteLossError(FloatingPointError, ValueError):
 
 
 class LinearWarmup:
-    """Schedule rising linearly from ``start`` to ``end`` over ``n_steps``, then constant.
+    """Schedule at ``start`` for ``delay`` steps, rising linearly to ``end`` over ``n_steps``, then constant.
 
     Parameters
     ----------
@@ -44,7 +44,9 @@ class LinearWarmup:
     n_steps : int
         Number of optimisation steps (batches) of the ramp.
     start : float, default=0.0
-        Value at step 0.
+        Value at step 0 (and through the delay).
+    delay : int, default=0
+        Steps held at ``start`` before the ramp begins.
 
     Examples
     --------
@@ -52,19 +54,23 @@ class LinearWarmup:
     >>> s = LinearWarmup(4.0, n_steps=4)
     >>> [s(i) for i in range(6)]
     [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]
+    >>> [LinearWarmup(1.0, n_steps=2, delay=2)(i) for i in range(5)]
+    [0.0, 0.0, 0.0, 0.5, 1.0]
     """
 
-    def __init__(self, end, n_steps, start=0.0):
+    def __init__(self, end, n_steps, start=0.0, delay=0):
         if n_steps < 1:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}.")
-        self.end, self.n_steps, self.start = float(end), int(n_steps), float(start)
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, got {delay}.")
+        self.end, self.n_steps, self.start, self.delay = float(end), int(n_steps), float(start), int(delay)
 
     def __call__(self, step):
-        frac = min(max(step, 0) / self.n_steps, 1.0)
+        frac = min(max(step - self.delay, 0) / self.n_steps, 1.0)
         return self.start + (self.end - self.start) * frac
 
     def __repr__(self):
-        return f"LinearWarmup(end={self.end}, n_steps={self.n_steps}, start={self.start})"
+        return f"LinearWarmup(end={self.end}, n_steps={self.n_steps}, start={self.start}, delay={self.delay})"
 
 
 class CosineCyclic:

@@ -157,7 +157,7 @@ def test_module_search_replaces_the_rotation_and_trains_the_head():
     assert not torch.allclose(grid_or_refined, enc["head_matrix"])  # the searched rotation, not the head's
     out = m(x)
     terms = m.loss(out, x)
-    assert "pose_head" in terms and float(terms["pose_head"]) > 0
+    assert "pose_head" in terms and float(terms["pose_head"].detach()) > 0
     torch.testing.assert_close(terms["pose_head"], 0.5 * sum(
         (out[f"head_{i}"] - out[f"search_{i}"]).pow(2).flatten(1).sum(1).mean() for i in (1, 2)))
     terms["loss"].backward()
@@ -212,3 +212,81 @@ def test_rigid2d_with_search_gives_angles_that_match_its_matrices():
     torch.testing.assert_close(rotation_2d(pose["angle"]), pose["matrix"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(p["angle_deg"], np.rad2deg(pose["angle"].numpy()), atol=1e-4)
     assert est.inverse_transform(est.transform(X[:4]), params=p.iloc[:4]).shape == (4, 16, 16)
+
+
+def test_module_search_consensus_then_own_template_and_tracks_the_code():
+    m = HarmonyModule((1, 8, 8, 8), 2, kind="rigid3d", encoder_widths=(4, 8), rotation_head="6d",
+                      content_from="canonical", pose_search=64)
+    x = torch.randn(5, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        m.search_code.copy_(torch.tensor([[0.5, -1.0]]))
+    m.eval()
+    xp = m.prepare(x)
+    enc = m.encode(x)
+    # first pass: one template for every sample; second: each sample's content read in that frame
+    first = m.rotation_search(xp, m.decode(m.search_code), enc["shift"])
+    torch.testing.assert_close(first, m.rotation_search(xp, m.decode(m.search_code).expand(5, -1, -1, -1, -1),
+                                                        enc["shift"]))
+    own = m._split(m.encoder(m.canonicalize(xp, dict(enc, matrix=first))))[1]
+    torch.testing.assert_close(enc["matrix"], m.rotation_search(xp, m.decode(own), enc["shift"]))
+    before = m.search_code.clone()
+    m.encode(x)
+    torch.testing.assert_close(m.search_code, before)  # inference leaves the code alone
+    m.train()
+    z = m.encode(x)["z_mean"].detach()
+    torch.testing.assert_close(m.search_code, before + 0.1 * (z.mean(0, keepdim=True) - before))
+    assert "search_code" in m.state_dict()  # saved with the parameters
+
+
+def test_module_variational_zero_is_a_plain_autoencoder_in_training_only():
+    m = HarmonyModule((1, 8, 8), 2, encoder_widths=(16,), prior_kl_weight=0.5, gamma=2.0)
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    m.variational = 0.0
+    torch.manual_seed(1)
+    out = m(x)
+    # the code is the mean: the reconstruction is the decoded mean
+    torch.testing.assert_close(out["rec_1"], m.decode(out["mu_1"]))
+    t = m.loss(out, x)
+    assert float(t["kl_branches"].detach()) > 0 and float(t["kl_prior"].detach()) > 0  # still reported
+    torch.testing.assert_close(t["loss"], 2.0 * (t["recon_1"] + t["recon_2"] + t["cross"]))
+    m.eval()  # held-out losses use the full objective whatever the schedule
+    t = m.loss(m(x), x)
+    torch.testing.assert_close(t["loss"], 2.0 * (t["recon_1"] + t["recon_2"] + t["cross"])
+                               + t["kl_branches"] + 0.5 * t["kl_prior"])
+    m.train()
+    m.variational = 0.5  # the ramp: half the noise, half the KL weights
+    m.reparameterize = lambda mu, logvar: mu + 1.0  # a known draw
+    out = m(x)
+    torch.testing.assert_close(out["rec_1"], m.decode(out["mu_1"] + 0.5))
+    t = m.loss(out, x)
+    torch.testing.assert_close(t["loss"], 2.0 * (t["recon_1"] + t["recon_2"] + t["cross"])
+                               + 0.5 * (t["kl_branches"] + 0.5 * t["kl_prior"]))
+    del m.reparameterize
+    m.variational = 1.0
+    out = m(x)
+    assert not torch.allclose(out["rec_1"], m.decode(out["mu_1"]))  # sampled in full
+
+
+def test_estimator_content_warmup_schedule_defaults_and_resume():
+    vols, _ = make_subtomograms(16, 8, random_state=0)
+    est = HarmonyEstimator("rigid3d", pose_search=20, encoder_widths=(4, 8), content_warmup=1,
+                           **dict(TINY, max_epochs=3)).fit(vols)
+    assert est.content_warmup_ == 1
+    # one step per epoch: one epoch as an autoencoder, one of the ramp (starting at 0), then 1
+    np.testing.assert_allclose(est.history_[:, "variational"], [0.0, 0.0, 1.0])
+    est.partial_fit(vols)  # continued training stays past the warm-up
+    assert est.history_[-1, "variational"] == 1.0
+    est2 = pickle.loads(pickle.dumps(est)).partial_fit(vols)
+    assert est2.history_[-1, "variational"] == 1.0
+    # "auto": 6 epochs (at most a fifth of max_epochs) with a search, none without
+    auto = HarmonyEstimator("rigid3d", pose_search=20, encoder_widths=(4, 8), **dict(TINY, max_epochs=10)).fit(vols)
+    assert auto.content_warmup_ == 2
+    np.testing.assert_allclose(auto.history_[:, "variational"][:5], [0.0, 0.0, 0.0, 0.5, 1.0])
+    long = HarmonyEstimator("rigid3d", max_epochs=100)
+    long._check_method_params(long._validate_input(vols, reset=True))  # the set-up fit does first
+    assert long.content_warmup_ == 6
+    X = np.random.default_rng(0).normal(size=(16, 8, 8)).astype(np.float32)
+    plain = HarmonyEstimator(encoder_widths=(8,), **TINY).fit(X)
+    assert plain.content_warmup_ == 0 and "variational" not in plain.history_[-1]
+    with pytest.raises(ValueError, match="content_warmup"):
+        HarmonyEstimator(content_warmup=-1, encoder_widths=(8,), **TINY).fit(X)

@@ -106,7 +106,11 @@ def test_linear_warmup_values():
     assert [down(i) for i in range(3)] == [1.0, 0.5, 0.0]
     assert LinearWarmup(5.0, n_steps=1)(0) == 0.0
     assert LinearWarmup(5.0, n_steps=1)(1) == 5.0
-    assert repr(LinearWarmup(4, 10)) == "LinearWarmup(end=4.0, n_steps=10, start=0.0)"
+    assert repr(LinearWarmup(4, 10)) == "LinearWarmup(end=4.0, n_steps=10, start=0.0, delay=0)"
+    late = LinearWarmup(2.0, n_steps=2, start=1.0, delay=3)  # held at start, then the ramp
+    assert [late(i) for i in range(7)] == [1.0, 1.0, 1.0, 1.0, 1.5, 2.0, 2.0]
+    with pytest.raises(ValueError, match="delay must be >= 0"):
+        LinearWarmup(1.0, n_steps=2, delay=-1)
 
 
 def test_cosine_cyclic_values():
