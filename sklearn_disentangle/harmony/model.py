@@ -206,22 +206,25 @@ class HarmonyModule(LatentModule):
     pose_search : int
         Rotating kinds: 0 (off), or the size of a global rotation grid searched for every
         sample (:class:`~sklearn_disentangle.harmony.search.RotationSearch`, then three local
-        rounds): the rotation that best puts a consensus template onto the sample replaces
-        the predicted one (no gradient through the choice), the shift is the sample's density
+        rounds): the rotation that best puts a template onto
+        the sample replaces the predicted one (no gradient through the choice), the shift is
+        the sample's density
         centre (:func:`~sklearn_disentangle.harmony.search.density_centre`) plus the shift
         head's bounded correction, the content is then read off the sample canonicalised with
         it (``content_from="canonical"``), and the rotation head is trained to predict it
-        (loss term ``pose_head``, ``|M_head - M_search|_F^2``). The template is the decoding
-        of the buffer ``search_code``, a running mean of the training batches' content means
-        (momentum ``SEARCH_CODE_MOMENTUM``). Half-turns are then not searched separately
-        (the grid covers them).
+        (loss term ``pose_head``, ``|M_head - M_search|_F^2``). The search runs against the
+        decoding of the buffer ``search_code`` (a running mean of the training batches'
+        content means, momentum ``SEARCH_CODE_MOMENTUM``), then against the decoding of the
+        sample's content read in the frame found. Half-turns are then not searched
+        separately (the grid covers them).
 
     Attributes
     ----------
     variational : float
-        1 (the default): training samples the code and weighs the KL terms; 0: training is a
-        plain autoencoder on the content (code = mean, KL terms off), as in the estimator's
-        ``content_warmup``. Evaluation and held-out losses always use the full objective.
+        Scale in [0, 1] of the sampling noise (``z = mu + v sigma eps``) and of the KL terms
+        in training: 1 (the default) is the full objective, 0 a plain autoencoder on the
+        content; the estimator's ``content_warmup`` schedules it. Evaluation and held-out
+        losses always use the full objective.
 
     Examples
     --------
@@ -285,7 +288,7 @@ class HarmonyModule(LatentModule):
         self.rotation_search = RotationSearch(spatial, int(pose_search)) if pose_search and rotating else None
         if self.rotation_search is not None:  # the code whose decoding every sample is aligned to
             self.register_buffer("search_code", torch.zeros(1, self.z_dim))
-        self.variational = 1.0  # set by the estimator's warm-up schedule: 0 = plain autoencoder
+        self.variational = 1.0  # noise and KL scale; the estimator's content warm-up schedules it
         enc_w = tuple(int(w) for w in encoder_widths)
         dec_w = tuple(int(w) for w in (decoder_widths if decoder_widths is not None else enc_w[::-1]))
         out_dim = self.n_pose + 2 * self.z_dim
@@ -659,7 +662,7 @@ class HarmonyModule(LatentModule):
             total = self.gamma * (r1 + r2 + cross)
         else:
             total = self.gamma * (r1 + r2) + cross
-        # warm-up (variational = 0, training only): a plain autoencoder; held-out losses stay comparable
+        # content warm-up (training only): held-out losses always use the full objective
         scale = self.variational if self.training else 1.0
         total = total + scale * (kl + self.prior_kl_weight * prior)
         terms = {"recon_1": r1, "recon_2": r2, "cross": cross, "kl_branches": kl, "kl_prior": prior}
