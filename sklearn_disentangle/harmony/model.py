@@ -393,15 +393,14 @@ class HarmonyModule(LatentModule):
         is first aligned to one template, the decoding of ``search_code`` (a running mean of
         the training samples' content means; training updates it), its content is read in
         that frame, and the rotation is then searched again against the decoding of that
-        content (the sample's own conformation). With content from the input, the first
-        pass's content is the input pass's.
+        content (the sample's own conformation). With content from the input there is no
+        frame to read it in: one pass, against the decoding of the input pass's content.
         """
         with torch.no_grad():
-            found = self.rotation_search(x, self.decode(self.search_code), enc["shift"])
+            own = enc["z_mean"]
             if self.content_from == "canonical":
-                own = self._split(self.encoder(self.canonicalize(x, dict(enc, matrix=found))))[1]
-            else:
-                own = enc["z_mean"]
+                first = self.rotation_search(x, self.decode(self.search_code), enc["shift"])
+                own = self._split(self.encoder(self.canonicalize(x, dict(enc, matrix=first))))[1]
             found = self.rotation_search(x, self.decode(own), enc["shift"])
         out = dict(enc, head_matrix=enc["matrix"], matrix=found)
         out.pop("axis_angle", None)  # no longer the rotation used; the matrix is

@@ -290,3 +290,14 @@ def test_estimator_content_warmup_schedule_defaults_and_resume():
     assert plain.content_warmup_ == 0 and "variational" not in plain.history_[-1]
     with pytest.raises(ValueError, match="content_warmup"):
         HarmonyEstimator(content_warmup=-1, encoder_widths=(8,), **TINY).fit(X)
+
+
+def test_module_search_with_content_from_input_is_one_pass_against_its_own_content():
+    m = HarmonyModule((1, 8, 8, 8), 2, kind="rigid3d", encoder_widths=(4, 8), rotation_head="6d",
+                      content_from="input", pose_search=64).eval()
+    x = torch.randn(4, 1, 8, 8, 8, generator=torch.Generator().manual_seed(3))
+    xp = m.prepare(x)
+    raw, mu, _ = m._split(m.encoder(xp))
+    enc = m.encode(x)
+    torch.testing.assert_close(enc["z_mean"], mu)  # the input pass's content, not re-read
+    torch.testing.assert_close(enc["matrix"], m.rotation_search(xp, m.decode(mu), enc["shift"]))
