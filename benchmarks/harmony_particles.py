@@ -43,6 +43,7 @@ import argparse
 import json
 import os
 import platform
+import pickle
 import sys
 import tempfile
 import time
@@ -55,6 +56,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn_disentangle import CFASLVAE, HarmonyEstimator
 from sklearn_disentangle.cryoem.projection import shift_images
 from sklearn_disentangle.cryoem.rotations import rotate_images
+from sklearn_disentangle.harmony.search import RotationSearch, superpose
 from sklearn_disentangle.datasets import make_rotated_digits
 from sklearn_disentangle.cryoem.rotations import axis_angle_to_matrix
 from sklearn_disentangle.datasets.cryoem import (
@@ -77,13 +79,15 @@ def make_rigid2d(n, size, snr, max_shift, seed):
     img = shift_images(img, torch.as_tensor(shifts)).numpy()
     sigma = np.sqrt(img.var(axis=(1, 2)).mean() / snr) if snr else 0.0
     X = (img + rng.standard_normal(img.shape) * sigma).astype(np.float32)
-    return X, {"labels": labels, "psi": psi, "shifts": shifts}
+    templates = data.sample_observations_from_factors(np.array([[0, 0], [1, 0]]))
+    return X, {"labels": labels, "psi": psi, "shifts": shifts, "templates": templates}
 
 
 def make_rigid3d(n, size, snr, max_shift, seed, max_angle=None):
     if max_angle is None:
         X, truth = make_subtomograms(n, size, n_conformations=2, snr=snr, max_shift=max_shift, random_state=seed)
-        return X, {"labels": truth.labels, "rotations": truth.rotations, "shifts": truth.shifts}
+        return X, {"labels": truth.labels, "rotations": truth.rotations, "shifts": truth.shifts,
+                   "templates": truth.templates}
     # rotations by at most max_angle degrees: uniform axis, angle with density ~ a^2 (the
     # small-angle limit of the uniform measure), the same molecule and noise model
     rng = np.random.RandomState(seed)
@@ -97,7 +101,8 @@ def make_rigid3d(n, size, snr, max_shift, seed, max_angle=None):
     clean = render_volume(np.einsum("nij,nbj->nbi", rotations, centres) + shifts[:, None, :], sigmas, weights, size)
     sigma = float(np.sqrt(clean.var(axis=(1, 2, 3)).mean() / snr))
     X = (clean + rng.standard_normal(clean.shape) * sigma).astype(np.float32)
-    return X, {"labels": labels, "rotations": rotations, "shifts": shifts}
+    templates = render_volume(molecule_blobs(np.linspace(0.0, 1.0, 2), size)[0], sigmas, weights, size)
+    return X, {"labels": labels, "rotations": rotations, "shifts": shifts, "templates": templates}
 
 
 def make_contrast_particles(n, size, seed, gain_low=0.2, snr=20.0):
@@ -169,6 +174,21 @@ def geodesic_deg(a, b):
     return np.rad2deg(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
 
 
+def superposition_offsets(templates):
+    """Matrices D_c: conformation 0's true template, best superposed (least squares) onto conformation c's.
+
+    The simulator's common frame is the molecule's body frame, but with a 90-degree hinge
+    swing the least-squares superposition of the two true structures is far from it (about
+    45-70 degrees in 2-D, 100 in 3-D), so no intensity-based method can recover that frame.
+    Truth composed with D_c (``R_i D_c``) is the frame a perfect superposition would give.
+    """
+    t = torch.as_tensor(np.asarray(templates), dtype=torch.float32)[:, None]
+    dims = tuple(range(1, t.ndim))
+    t = (t - t.mean(dims, keepdim=True)) / t.std(dims, keepdim=True)
+    k = t.ndim - 2
+    return superpose(t, t[:1], RotationSearch(k, 360 if k == 2 else 1000))["matrix"].double().numpy()
+
+
 def head_rotations(est, X):
     """The rotation head's prediction before the pose search (a fitted ``pose_search`` model)."""
     Xv = est._validate_input(X, reset=False)
@@ -210,6 +230,8 @@ def run_experiment(kind, args, seed):
             extra = dict(extra, pose_search=args.pose_search)
         if args.content_warmup is not None:
             extra = dict(extra, content_warmup=args.content_warmup)
+        if args.own_frames:
+            extra = dict(extra, common_frame=False)
         est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
                                lr=args.lr, encoder_widths=widths, augment_rotation=args.augment_rotation,
                                prior_kl_weight=args.prior_kl_weight, device=args.device, random_state=seed, **extra)
@@ -221,14 +243,23 @@ def run_experiment(kind, args, seed):
                                                                    "resolve_half_turns", "lr", "encoder_widths")}
         res[f"{name}_config"]["pose_search"] = getattr(est, "pose_search_", 0)
         res[f"{name}_config"]["content_warmup"] = est.content_warmup_
+        res[f"{name}_config"]["common_frame"] = est.common_frame
         res[f"{name}_history"] = {k: [float(v) for v in est.history_[:, k]]
                                   for k in ("train_loss", "train_pose_head", "train_kl_prior", "variational")
                                   if k in est.history_[-1]}
         res[f"{name}_final_loss"] = float(est.history_[-1, "train_loss"])
         res[f"{name}_ari"] = ari(est.transform(X), labels, seed)
+        if args.save_models:
+            os.makedirs(args.save_models, exist_ok=True)
+            with open(os.path.join(args.save_models, f"{kind}_{name}_s{seed}.pkl"), "wb") as f:
+                pickle.dump(est, f)
         params = est.transform_params(X)
         if kind == "rigid2d":
             res[f"{name}_angles"] = angle_stats(params["angle_deg"].to_numpy(), truth["psi"], labels)
+            offsets = superposition_offsets(truth["templates"])
+            res["superposition_offset_deg"] = [float(np.rad2deg(np.arctan2(d[0, 1], d[0, 0]))) for d in offsets]
+            res[f"{name}_angles_superposed"] = angle_stats(
+                params["angle_deg"].to_numpy(), truth["psi"] + np.take(res["superposition_offset_deg"], labels), labels)
             res[f"{name}_shift_corr"] = [float(np.corrcoef(params[c], truth["shifts"][:, i])[0, 1])
                                          for i, c in enumerate(("shift_x", "shift_y"))]
         elif kind == "rigid3d":
@@ -236,6 +267,11 @@ def run_experiment(kind, args, seed):
             rand = np.linalg.qr(np.random.RandomState(seed).standard_normal((len(X), 3, 3)))[0]
             rand *= np.sign(np.linalg.det(rand))[:, None, None]
             res[f"{name}_rot_median_err_deg"] = rotation_stats(pred, truth["rotations"])
+            offsets = superposition_offsets(truth["templates"])
+            res["superposition_offset_deg"] = [float(v) for v in geodesic_deg(np.broadcast_to(np.eye(3), offsets.shape),
+                                                                              offsets)]
+            res[f"{name}_rot_median_err_deg_superposed"] = rotation_stats(
+                pred, truth["rotations"] @ offsets[labels])
             if est.pose_search_:  # the rotation head alone, trained to predict the searched rotation
                 head = head_rotations(est, X)
                 res[f"{name}_head_rot_median_err_deg_per_class"] = [
@@ -274,12 +310,18 @@ def to_markdown(results, args, wall):
                 pose = (f"angle circ. corr {s['circ_corr']:.3f} (per conformation "
                         f"{', '.join(f'{v:.3f}' for v in s['circ_corr_per_class'])}; mirrored fit {m['circ_corr']:.3f}); "
                         f"R {s['R']:.3f} (per conformation {', '.join(f'{v:.3f}' for v in s['R_per_class'])}); "
-                        f"median err {s['median_err_deg']:.1f} deg; shift corr "
+                        f"median err {s['median_err_deg']:.1f} deg; "
+                        f"in the superposition frame (conformations {', '.join(f'{v:.0f}' for v in r['superposition_offset_deg'])} deg): "
+                        f"R {r[f'{name}_angles_superposed']['same']['R']:.3f}, circ. corr "
+                        f"{r[f'{name}_angles_superposed']['same']['circ_corr']:.3f}, median err "
+                        f"{r[f'{name}_angles_superposed']['same']['median_err_deg']:.1f} deg; shift corr "
                         f"{', '.join(f'{v:.2f}' for v in r[f'{name}_shift_corr'])}")
             elif r["kind"] == "rigid3d":
                 pose = (f"median rotation err {r[f'{name}_rot_median_err_deg']:.1f} deg (per conformation "
                         f"{', '.join(f'{v:.1f}' for v in r[f'{name}_rot_median_err_deg_per_class'])}; random rotations "
-                        f"{r['random_rot_median_err_deg']:.1f}); shift corr "
+                        f"{r['random_rot_median_err_deg']:.1f}); in the superposition frame (conformations "
+                        f"{', '.join(f'{v:.0f}' for v in r['superposition_offset_deg'])} deg apart) "
+                        f"{r[f'{name}_rot_median_err_deg_superposed']:.1f} deg; shift corr "
                         f"{', '.join(f'{v:.2f}' for v in r[f'{name}_shift_corr'])}")
                 if f"{name}_head_vs_search_median_deg" in r:
                     pose += (f"; rotation head alone: per conformation "
@@ -291,7 +333,8 @@ def to_markdown(results, args, wall):
             label = f"Harmony (content_from={cfg['content_from']!r}, resolve_half_turns={cfg['resolve_half_turns']}"
             label += f", rotation_head={cfg['rotation_head']!r}" if r["kind"] == "rigid3d" else ""
             label += f", pose_search={cfg.get('pose_search', 0)}"
-            label += f", content_warmup={cfg['content_warmup']})" if "content_warmup" in cfg else ")"
+            label += f", content_warmup={cfg['content_warmup']}" if "content_warmup" in cfg else ""
+            label += f", common_frame={cfg['common_frame']})" if "common_frame" in cfg else ")"
             lines.append(head + f"| {label} | {r[f'{name}_ari']:.3f} | {pose} | {r[f'{name}_fit_s']:.1f} |")
         for z in args.vae_z:
             if f"betavae_z{z}_ari" not in r:
@@ -342,6 +385,7 @@ def main(argv=None):
                    help="rigid2d/rigid3d: HarmonyEstimator(pose_search=...) (default: the estimator's)")
     p.add_argument("--content-warmup", type=int, default=None,
                    help="HarmonyEstimator(content_warmup=...) epochs (default: the estimator's)")
+    p.add_argument("--own-frames", action="store_true", help="HarmonyEstimator(common_frame=False)")
     p.add_argument("--content-from", default=None, choices=["input", "canonical"],
                    help="rigid2d/rigid3d: HarmonyEstimator(content_from=...) (default: the estimator's)")
     p.add_argument("--device", default="cpu")
@@ -350,6 +394,7 @@ def main(argv=None):
     p.add_argument("--only-no-half-turns", action="store_true", help="rigid2d: only resolve_half_turns=False")
     p.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
     p.add_argument("--write-results", default=None)
+    p.add_argument("--save-models", default=None, help="folder to pickle each fitted Harmony estimator into")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.n3d, args.size, args.size3d, args.epochs, args.epochs3d = 256, 64, 16, 16, 2, 2

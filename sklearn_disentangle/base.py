@@ -444,14 +444,18 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         -------
         X_original : ndarray of shape (n_samples, *image_shape_), dtype float32
         """
+        Z = self._check_codes(X)
+        out = self._map_batches(Z, lambda m, zb: m.decode(zb))
+        return out.reshape((len(Z),) + tuple(self.image_shape_))
+
+    def _check_codes(self, X):
+        """Latent codes for ``inverse_transform``: a fitted model, ``z_dim`` columns; float32 C-contiguous."""
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float32, np.float64])
         if Z.shape[1] != self._n_features_out:
             raise ValueError(f"inverse_transform expects codes with {self._n_features_out} columns "
                              f"(z_dim), got {Z.shape[1]}.")
-        Z = np.ascontiguousarray(Z, dtype=np.float32)
-        out = self._map_batches(Z, lambda m, zb: m.decode(zb))
-        return out.reshape((len(Z),) + tuple(self.image_shape_))
+        return np.ascontiguousarray(Z, dtype=np.float32)
 
     def score(self, X, y=None):
         """Negative mean training objective on X (higher is better).

@@ -3,20 +3,22 @@
 import math
 import os
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
 from skorch.callbacks import Checkpoint
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_is_fitted
 
 from .._validation import Interval, Options
 from ..base import LatentTransformer
 from ..cryoem.rotations import euler_to_matrix, matrix_to_euler
 from ..io.particles import ParticleStack
 from ..training import LinearWarmup, ParamSchedule, to_batch_tensor
-from .model import KINDS, ROTATION_HEADS, HarmonyModule
+from .model import KINDS, ROTATION_HEADS, HarmonyModule, compose_poses, invert_pose
 from .warps import rotation_2d
 
 __all__ = ["HarmonyEstimator", "auto_gamma"]
@@ -24,6 +26,7 @@ __all__ = ["HarmonyEstimator", "auto_gamma"]
 _MLP_WIDTHS = (256, 256, 128)  # 2-D encoder (upstream: 512, 512, 512, 512, 128); the decoder mirrors it
 _CONV3D_WIDTHS = (32, 64, 128, 512)      # upstream 3-D encoder (3 stride-2 convolutions, then 512)
 AUTO_CONTENT_WARMUP = 6  # epochs of plain-autoencoder training before the variational objective (pose search)
+FRAME_ANCHORS = 8  # content clusters whose canonical frames common_frame aligns
 _CONV2D_WIDTHS = (32, 32, 64, 64, 128, 512)  # upstream colour encoder
 _MATRIX_COLUMNS = tuple(f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3))
 
@@ -171,6 +174,16 @@ class HarmonyEstimator(LatentTransformer):
         ``"auto"``: 6 (at most a fifth of ``max_epochs``) with a pose search, 0 without:
         with a search the code otherwise collapses in the first epochs, while the rotations
         are still wrong, and stays collapsed (see Notes).
+    common_frame : bool, default=True
+        Rotating kinds (``rigid2d``, ``affine2d``, ``rigid3d``): report poses and canonical
+        images in one frame shared by all contents. Harmony fixes each content's canonical
+        frame only up to a rotation of its own, so two conformations may come out in frames
+        tens of degrees apart. After fit, the content means are grouped into up to 8 clusters
+        (k-means), the decoded template of each cluster centre is superposed (rotation search
+        and density centres, :meth:`~sklearn_disentangle.harmony.model.HarmonyModule.frame_alignment`)
+        onto that of its nearest already aligned centre, starting from the most populated
+        cluster, and each sample's pose and canonical image are expressed in the frame of that
+        cluster's template (see Notes). False: each content's own frame.
     encoder_widths : tuple of int or None, default=None
         ``None``: an MLP ``(256, 256, 128)`` with tanh for the 2-D geometric kinds and flat
         input (the reference's is ``(512, 512, 512, 512, 128)``, see Notes); the reference's
@@ -225,6 +238,15 @@ class HarmonyEstimator(LatentTransformer):
         Size of the searched rotation grid (0: no search).
     content_warmup_ : int
         Epochs of the content warm-up used.
+    frame_anchors_ : ndarray of shape (n_anchors, z_dim) or None
+        ``common_frame``: the cluster centres of the training content means; each sample's
+        frame correction is that of its nearest centre. None without a common frame.
+    frame_matrices_ : ndarray of shape (n_anchors, k, k) or None
+        Pose of the common frame in each anchor's decoding: its feature at ``r`` is at
+        ``frame_matrices_[a] @ r + frame_shifts_[a]`` (identity for the reference anchor).
+    frame_shifts_ : ndarray of shape (n_anchors, k) or None
+    frame_reference_ : int or None
+        Index of the anchor whose frame is the common one (the most populated cluster).
     batch_size_ : int
     max_shift_ : float
         Bound of the predicted shifts in pixels.
@@ -253,7 +275,8 @@ class HarmonyEstimator(LatentTransformer):
     image is ``gain`` times the canonical one. Poses are identified only up to a global
     transformation of the canonical frame (the model picks its own canonical orientation,
     possibly mirrored for symmetric content), so compare them with ground truth up to a
-    global offset.
+    global offset. With ``common_frame`` (the default) that frame is the one of the most
+    populated content cluster, and the other contents are superposed onto it.
 
     Deviations from the reference code (xulabs/aitom, ``harmony``), and why:
 
@@ -325,6 +348,23 @@ class HarmonyEstimator(LatentTransformer):
       the full objective at once let the code collapse again on one data seed (ARI 0.04),
       and ramping the noise and KL weights in did not on three of four seeds (ARI 1.000;
       the fourth collapsed after the ramp, ARI 0.085; ``harmony_particles.md``, "Stop 19").
+    - ``common_frame`` (an addition): nothing in Harmony's objective ties the canonical
+      frame of one content to another's, and on simulated particles each conformation got
+      its own (about 50 degrees apart in 2-D, 52-85 in 3-D, ``harmony_particles.md``). A
+      cryo-EM user compares states' maps and poses in one frame, so after fit the decoded
+      templates of up to 8 k-means centres of the content means are superposed, as class
+      averages are: least-squares rotation (global grid, six local rounds) about the
+      templates' density centres, each centre onto its nearest already aligned one (similar
+      templates, so no ambiguous alignment between distant contents decides the frame of
+      near ones), starting from the most populated cluster. A sample takes the correction
+      of its nearest centre, so the poses of one cluster move together and stay
+      consistent. The superposition is least squares over the whole template: for
+      contents that differ a lot it need not be the frame of their shared rigid part (on
+      the simulated molecule, whose domain swings 90 degrees, the least-squares
+      superposition of the true structures is 45-70 degrees (2-D) and 90 degrees (3-D)
+      from the body frame). Canonical images from :meth:`inverse_transform` are resampled
+      into the common frame (one more interpolation, except for the reference cluster);
+      images in a pose are rendered with one resampling.
     - The default 2-D MLP is shallower than the reference's, ``(256, 256, 128)`` instead of
       ``(512, 512, 512, 512, 128)``: on the simulated 32 px particles the reference's did
       not learn the angles within 100 epochs (ARI 0.06 with content from the input, 0.001
@@ -404,6 +444,7 @@ class HarmonyEstimator(LatentTransformer):
         "content_from": [Options(("canonical", "input"))],
         "pose_search": [Options(("auto",)), Interval(Integral, 0, None)],
         "content_warmup": [Options(("auto",)), Interval(Integral, 0, None)],
+        "common_frame": ["boolean"],
         "encoder_widths": [tuple, list, None],
         "decoder_widths": [tuple, list, None],
         "batch_size": [Options(("auto",)), Interval(Integral, 1, None)],
@@ -413,7 +454,7 @@ class HarmonyEstimator(LatentTransformer):
                  normalize="auto", decoder_output="auto", max_shift="auto", max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift="auto", augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
                  resolve_half_turns=True, contrast_frame="observed", rotation_head="6d",
-                 content_from="canonical", pose_search="auto", content_warmup="auto", encoder_widths=None,
+                 content_from="canonical", pose_search="auto", content_warmup="auto", common_frame=True, encoder_widths=None,
                  decoder_widths=None,
                  max_epochs=100, batch_size="auto", lr=1e-4,
                  device="auto", random_state=None, verbose=0, callbacks=None, validation_fraction=0.0,
@@ -438,6 +479,7 @@ class HarmonyEstimator(LatentTransformer):
         self.content_from = content_from
         self.pose_search = pose_search
         self.content_warmup = content_warmup
+        self.common_frame = common_frame
         self.encoder_widths = encoder_widths
         self.decoder_widths = decoder_widths
         self.max_epochs = max_epochs
@@ -549,6 +591,7 @@ class HarmonyEstimator(LatentTransformer):
         super()._train(net, X, epochs)
         mu = self._infer(X, lambda m, xb: m.encode(xb)["z_mean"])  # X: the validated training array
         self.content_variance_ = mu.astype(np.float64).var(axis=0)
+        self._fit_common_frame(mu)
         if self.prior_kl_weight > 0 and not (self.content_variance_ > 0.01).any():
             warnings.warn(
                 f"HarmonyEstimator: the content code is inactive (variance of the content means over the "
@@ -556,6 +599,61 @@ class HarmonyEstimator(LatentTransformer):
                 "dimension against a prior variance of 1), so transform will not tell the samples apart. "
                 "Train longer, raise z_dim, use content_from='canonical' if it was 'input', or check that "
                 "the samples differ in more than pose.", UserWarning, stacklevel=4)
+
+    def _fit_common_frame(self, mu):
+        """Anchor codes of the training content means and the common frame's pose in each one's decoding.
+
+        The anchors are k-means centres; starting from the most populated one (the reference),
+        each anchor not yet aligned that is nearest to an aligned one is superposed onto it, and
+        the poses compose along this tree, so each alignment compares similar templates.
+        """
+        self.frame_anchors_ = self.frame_matrices_ = self.frame_shifts_ = self.frame_reference_ = None
+        module = self.net_.module_
+        if not self.common_frame or module.frame_search is None:
+            return
+        sub = np.asarray(mu[::max(1, math.ceil(len(mu) / 4096))], dtype=np.float64)
+        n_anchors = min(FRAME_ANCHORS, len(np.unique(sub, axis=0)))
+        km = KMeans(n_anchors, n_init=3, random_state=0).fit(sub)
+        anchors = km.cluster_centers_.astype(np.float32)
+        root = int(np.bincount(km.labels_, minlength=n_anchors).argmax())
+        dist = np.linalg.norm(anchors[:, None] - anchors[None], axis=-1)
+        k = module.frame_search.k
+        matrices, shifts = np.tile(np.eye(k, dtype=np.float32), (n_anchors, 1, 1)), np.zeros((n_anchors, k), np.float32)
+        done = [root]
+        with self._eval_module() as m:
+            while len(done) < n_anchors:
+                rest = [j for j in range(n_anchors) if j not in done]
+                i, j = min(((i, j) for i in done for j in rest), key=lambda ij: dist[ij])
+                z = torch.from_numpy(anchors[[j, i]]).to(self.net_.device)
+                step = m.frame_alignment(z[:1], z[1:])  # anchor i's template in anchor j's decoding
+                pose = compose_poses({k_: v.cpu() for k_, v in step.items()},
+                                     {"matrix": torch.from_numpy(matrices[i:i + 1]),
+                                      "shift": torch.from_numpy(shifts[i:i + 1])})
+                matrices[j], shifts[j] = pose["matrix"][0].numpy(), pose["shift"][0].numpy()
+                done.append(j)
+        self.frame_anchors_, self.frame_matrices_, self.frame_shifts_ = anchors, matrices, shifts
+        self.frame_reference_ = root
+
+    def _frame_correction(self, Z):
+        """Per code, the pose of the common frame in its decoding (its nearest anchor's); None without one."""
+        if getattr(self, "frame_anchors_", None) is None:
+            return None
+        Z = np.asarray(Z, dtype=np.float32)
+        nearest = ((Z[:, None, :] - self.frame_anchors_[None]) ** 2).sum(-1).argmin(1)
+        return {"matrix": torch.from_numpy(self.frame_matrices_[nearest]),
+                "shift": torch.from_numpy(self.frame_shifts_[nearest])}
+
+    @contextmanager
+    def _eval_module(self):
+        """The fitted module in eval mode without gradients (its training flag restored after)."""
+        module = self.net_.module_
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                yield module
+        finally:
+            module.train(was_training)
 
     def _make_net(self, module, device):
         net = super()._make_net(module, device)
@@ -578,17 +676,11 @@ class HarmonyEstimator(LatentTransformer):
     # ------------------------------------------------------------------ inference
     def _infer(self, X, fn):
         """Apply ``fn(module, batch) -> tensor or dict of tensors`` in eval mode without grad; NumPy out."""
-        module = self.net_.module_
-        was_training = module.training
-        module.eval()
         chunks = []
-        try:
-            with torch.no_grad():
-                for start in range(0, len(X), self.batch_size_):
-                    xb = to_batch_tensor(X[start:start + self.batch_size_]).to(self.net_.device)
-                    chunks.append(fn(module, xb))
-        finally:
-            module.train(was_training)
+        with self._eval_module() as module:
+            for start in range(0, len(X), self.batch_size_):
+                xb = to_batch_tensor(X[start:start + self.batch_size_]).to(self.net_.device)
+                chunks.append(fn(module, xb))
 
         def cat(parts):
             return np.concatenate([p.detach().to("cpu", torch.float32).numpy() for p in parts], axis=0)
@@ -645,7 +737,8 @@ class HarmonyEstimator(LatentTransformer):
             ``affine2d``: also ``scale``; ``rigid3d``: RELION Euler angles ``rot``, ``tilt``,
             ``psi`` (degrees), the matrix ``r11`` ... ``r33`` and ``shift_x``, ``shift_y``,
             ``shift_z`` (voxels); ``contrast``: ``gain``. See the Notes of the class for the
-            convention.
+            convention. With ``common_frame`` the rotating kinds' poses are in the common frame
+            (each sample's pose composed with its nearest anchor's correction).
 
         Examples
         --------
@@ -663,7 +756,12 @@ class HarmonyEstimator(LatentTransformer):
             raise ValueError(
                 "This HarmonyEstimator was fitted on flat features without image_shape, so it has no pose; "
                 "fit it on images (n, H, W) / volumes, or pass image_shape=(H, W) with flat input.")
-        p = self._infer(Xv, lambda m, xb: m.pose(xb))
+        p = self._infer(Xv, lambda m, xb: m.pose(xb, with_content=True))
+        correction = self._frame_correction(p.pop("z_mean"))
+        if correction is not None:  # into the common frame
+            own = {k: torch.from_numpy(v).double() for k, v in p.items()}
+            p = {k: v.numpy() for k, v in compose_poses(
+                own, {k: v.double() for k, v in correction.items()}).items()}
         cols = {}
         if kind in ("rigid2d", "affine2d"):
             cols["angle_deg"] = np.rad2deg(p["angle"].astype(np.float64))
@@ -740,7 +838,9 @@ class HarmonyEstimator(LatentTransformer):
         -------
         X_original : ndarray of shape (n_samples, *image_shape_), dtype float32
             In the units the model sees (z-scored per sample when ``normalize_`` is
-            ``"per_sample"``).
+            ``"per_sample"``). With a common frame (``frame_anchors_`` set) canonical images
+            are in that frame and ``params`` are read as poses in it, as
+            :meth:`transform_params` returns them.
 
         Examples
         --------
@@ -751,26 +851,19 @@ class HarmonyEstimator(LatentTransformer):
         >>> est.inverse_transform(est.transform(X[:2])).shape
         (2, 3, 8, 8)
         """
-        if params is None:
-            return super().inverse_transform(X)
-        check_is_fitted(self)
-        Z = check_array(X, dtype=[np.float32, np.float64])
-        if Z.shape[1] != self._n_features_out:
-            raise ValueError(f"inverse_transform expects codes with {self._n_features_out} columns "
-                             f"(z_dim), got {Z.shape[1]}.")
-        pose = self._pose_from_params(params, len(Z))
-        Z = np.ascontiguousarray(Z, dtype=np.float32)
+        Z = self._check_codes(X)
+        pose = None if params is None else self._pose_from_params(params, len(Z))
+        correction = self._frame_correction(Z)
+        if pose is not None and correction is not None:  # the pose in the frame of each code's decoding
+            pose = compose_poses(pose, invert_pose(correction))
+        elif correction is not None:  # canonical images in the common frame
+            pose = invert_pose(correction)
         out = []
-        module = self.net_.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, len(Z), self.batch_size_):
-                    sl = slice(start, start + self.batch_size_)
-                    zb = torch.from_numpy(Z[sl]).to(self.net_.device)
-                    pb = {k: v[sl].to(self.net_.device) for k, v in pose.items()}
-                    out.append(module.apply_pose(module.decode(zb), pb).to("cpu", torch.float32).numpy())
-        finally:
-            module.train(was_training)
+        with self._eval_module() as module:
+            for start in range(0, len(Z), self.batch_size_):
+                sl = slice(start, start + self.batch_size_)
+                images = module.decode(torch.from_numpy(Z[sl]).to(self.net_.device))
+                if pose is not None:
+                    images = module.apply_pose(images, {k: v[sl].to(images) for k, v in pose.items()})
+                out.append(images.to("cpu", torch.float32).numpy())
         return np.concatenate(out).reshape((len(Z),) + tuple(self.image_shape_))

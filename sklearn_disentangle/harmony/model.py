@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import LatentModule, gaussian_kl
-from .search import RotationSearch, density_centre
+from .search import RotationSearch, density_centre, superpose
 from .warps import axis_angle_to_matrix, rotation_2d, sixd_to_matrix, warp_from_canonical, warp_to_canonical
 
-__all__ = ["HarmonyModule", "KINDS", "POSE_SIZES", "ROTATION_HEADS", "gaussian_kl_between"]
+__all__ = ["HarmonyModule", "KINDS", "POSE_SIZES", "ROTATION_HEADS", "compose_poses", "gaussian_kl_between",
+           "invert_pose"]
 
 #: The transformation families: in-plane rigid, in-plane rigid + isotropic scale, 3-D rigid
 #: (axis-angle rotation + shift) and a global intensity gain.
@@ -33,6 +34,10 @@ POSE_SIZES = {"rigid2d": 4, "affine2d": 5, "rigid3d": 6, "contrast": 1, "none": 
 ROTATION_HEADS = ("6d", "axis_angle")
 #: weight of a training batch's mean content code in the running ``search_code`` (an EMA)
 SEARCH_CODE_MOMENTUM = 0.1
+#: global rotation grid of :meth:`HarmonyModule.frame_alignment` by spatial dimension (when the
+#: model has no ``pose_search``, whose grid it uses otherwise), and its local refinement rounds
+FRAME_GRID = {2: 360, 3: 1000}
+FRAME_REFINE_ROUNDS = 6
 
 
 def gaussian_kl_between(mu1, logvar1, mu2, logvar2):
@@ -47,6 +52,46 @@ def gaussian_kl_between(mu1, logvar1, mu2, logvar2):
     1.0
     """
     return 0.5 * (logvar2 - logvar1 + (logvar1.exp() + (mu1 - mu2).pow(2)) * torch.exp(-logvar2) - 1.0)
+
+
+def compose_poses(outer, inner):
+    """The pose ``outer o inner``: ``r -> M_o (M_i r + t_i) + t_o``, as ``{"matrix", "shift"}``.
+
+    Other keys of ``outer`` are kept; its 2-D ``angle``, if any, is recomputed from the matrix.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.harmony.model import compose_poses
+    >>> from sklearn_disentangle.harmony.warps import rotation_2d
+    >>> a = {"angle": torch.tensor([0.5]), "matrix": rotation_2d(torch.tensor([0.5])), "shift": torch.ones(1, 2)}
+    >>> b = {"matrix": rotation_2d(torch.tensor([0.25])), "shift": torch.zeros(1, 2)}
+    >>> round(float(compose_poses(a, b)["angle"]), 4)
+    0.75
+    """
+    out = dict(outer)
+    out["matrix"] = outer["matrix"] @ inner["matrix"]
+    out["shift"] = (outer["matrix"] @ inner["shift"][..., None])[..., 0] + outer["shift"]
+    out.pop("axis_angle", None)
+    if out["matrix"].shape[-1] == 2 and "angle" in outer:
+        out["angle"] = torch.atan2(out["matrix"][:, 0, 1], out["matrix"][:, 0, 0])
+    return out
+
+
+def invert_pose(pose):
+    """The inverse ``r -> M^-1 (r - t)`` of a pose ``{"matrix", "shift"}`` (rotations times a scale).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.harmony.model import compose_poses, invert_pose
+    >>> p = {"matrix": 2 * torch.eye(3)[None], "shift": torch.tensor([[1.0, 2.0, 3.0]])}
+    >>> q = compose_poses(p, invert_pose(p))
+    >>> torch.allclose(q["matrix"], torch.eye(3)), torch.allclose(q["shift"], torch.zeros(3))
+    (True, True)
+    """
+    inv = torch.linalg.inv(pose["matrix"])
+    return {"matrix": inv, "shift": -(inv @ pose["shift"][..., None])[..., 0]}
 
 
 def _mlp(sizes, act):
@@ -288,6 +333,10 @@ class HarmonyModule(LatentModule):
         self.rotation_search = RotationSearch(spatial, int(pose_search)) if pose_search and rotating else None
         if self.rotation_search is not None:  # the code whose decoding every sample is aligned to
             self.register_buffer("search_code", torch.zeros(1, self.z_dim))
+        # aligns the canonical frames of different contents (frame_alignment); shares the search's plans
+        self.frame_search = None
+        if self.pose_kind in ("rigid2d", "affine2d", "rigid3d"):
+            self.frame_search = self.rotation_search or RotationSearch(spatial, FRAME_GRID[spatial])
         self.variational = 1.0  # noise and KL scale; the estimator's content warm-up schedules it
         enc_w = tuple(int(w) for w in encoder_widths)
         dec_w = tuple(int(w) for w in (decoder_widths if decoder_widths is not None else enc_w[::-1]))
@@ -412,6 +461,43 @@ class HarmonyModule(LatentModule):
             with torch.no_grad():
                 self.search_code.lerp_(out["z_mean"].mean(0, keepdim=True), SEARCH_CODE_MOMENTUM)
         return out
+
+    @torch.no_grad()
+    def frame_alignment(self, z, reference):
+        """Per code, the pose that puts the decoding of ``reference`` onto the decoding of ``z``.
+
+        Harmony identifies each content's canonical frame only up to a rotation of its own:
+        nothing in the objective ties the frame of one conformation to another's. Aligning
+        the decoded (noise-free) templates, as cryo-EM programs superpose class averages,
+        brings them into one frame. Both decodings are centred on their
+        :func:`~sklearn_disentangle.harmony.search.density_centre`, and the rotation is
+        searched (``frame_search``: a global grid, then ``FRAME_REFINE_ROUNDS`` local rounds).
+
+        Parameters
+        ----------
+        z : tensor of shape (n, z_dim)
+        reference : tensor of shape (1, z_dim)
+
+        Returns
+        -------
+        pose : dict
+            ``matrix`` (n, k, k) and ``shift`` (n, k): the reference's feature at ``r`` is at
+            ``matrix r + shift`` in the decoding of ``z``. A pose ``P`` in the frame of ``z``
+            is ``compose_poses(P, pose)`` in the reference's frame.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_disentangle.harmony.model import HarmonyModule
+        >>> m = HarmonyModule((1, 12, 12), 1, encoder_widths=(8,)).eval()
+        >>> a = m.frame_alignment(torch.zeros(2, 1), torch.zeros(1, 1))  # a template onto itself
+        >>> bool(torch.allclose(a["matrix"], torch.eye(2), atol=1e-3))
+        True
+        """
+        if self.frame_search is None:
+            raise ValueError(f"frame_alignment needs a rotating pose (kind rigid2d, affine2d or rigid3d on images), "
+                             f"not {self.pose_kind!r}.")
+        return superpose(self.decode(z), self.decode(reference), self.frame_search, FRAME_REFINE_ROUNDS)
 
     @staticmethod
     def _half_turns(matrix):
@@ -546,11 +632,12 @@ class HarmonyModule(LatentModule):
         """
         return self._encode_prepared(self.prepare(x))
 
-    def pose(self, x):
+    def pose(self, x, with_content=False):
         """The predicted pose of raw samples: a dict of tensors (``matrix``, ``shift``, ``angle`` ...).
 
         With ``resolve_half_turns`` the rotation is the encoder's or one of its half-turns,
         whichever brings the sample closest to the decoding of its content mean.
+        ``with_content=True`` also returns the content mean ``z_mean``.
 
         Examples
         --------
@@ -565,7 +652,8 @@ class HarmonyModule(LatentModule):
         if (self.resolve_half_turns and self.rotation_search is None
                 and self.pose_kind in ("rigid2d", "affine2d", "rigid3d")):
             out = self.choose_half_turn(xp, out, self.decode(out["z_mean"]))
-        return {k: v for k, v in out.items() if k not in ("z_mean", "z_logvar", "half_turn", "head_matrix")}
+        drop = ("z_logvar", "half_turn", "head_matrix") + (() if with_content else ("z_mean",))
+        return {k: v for k, v in out.items() if k not in drop}
 
     def decode(self, z):
         """Canonical-frame images of content codes ``z`` (after ``decoder_output``).

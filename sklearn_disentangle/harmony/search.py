@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from ..cryoem.rotations import rotation_grid
 from .warps import _pixel_coords, axis_angle_to_matrix, rotation_2d, warp_to_canonical
 
-__all__ = ["RotationSearch", "density_centre", "interpolation_matrix"]
+__all__ = ["RotationSearch", "density_centre", "interpolation_matrix", "superpose"]
 
 _SCORE_BLOCK = 1 << 24  # at most this many values of candidate images at once
 
@@ -216,15 +216,19 @@ class RotationSearch:
             q = _pixel_coords(coarse, torch.float64, "cpu")
             src = (torch.einsum("pi,nij->npj", f * q + o, grid) - o) / f
             p_global = interpolation_matrix(coarse, src.reshape(-1, self.k))
-            u = _pixel_coords(spatial, torch.float64, "cpu")
-            rounds = []
-            for j in range(self.refine_rounds):
-                offsets = self.offsets(self.spacing / 2 ** (j + 1), torch.float64)
-                m = interpolation_matrix(spatial, torch.einsum("pi,nij->npj", u, offsets).reshape(-1, self.k))
-                rounds.append((offsets.to(dtype=dtype, device=device), m.to(dtype=dtype).to(device)))
             self._cache[key] = (grid.to(dtype=dtype, device=device), coarse,
-                                p_global.to(dtype=dtype).to(device), rounds)
+                                p_global.to(dtype=dtype).to(device), [])
         return self._cache[key]
+
+    def _round(self, plan, j, spatial, dtype, device):
+        """Offsets and interpolation matrix of local round ``j`` (built on first use, kept in ``plan``)."""
+        rounds = plan[3]
+        while len(rounds) <= j:
+            offsets = self.offsets(self.spacing / 2 ** (len(rounds) + 1), torch.float64)
+            u = _pixel_coords(spatial, torch.float64, "cpu")
+            m = interpolation_matrix(spatial, torch.einsum("pi,nij->npj", u, offsets).reshape(-1, self.k))
+            rounds.append((offsets.to(dtype=dtype, device=device), m.to(dtype=dtype).to(device)))
+        return rounds[j]
 
     @staticmethod
     def _scores(matrix, y, template):
@@ -248,7 +252,7 @@ class RotationSearch:
         return torch.cat(out, 1).view(m, n, c).sum(2)
 
     @torch.no_grad()
-    def __call__(self, x, template, shift):
+    def __call__(self, x, template, shift, refine_rounds=None):
         """The rotation ``M`` of the pose ``(M, shift)`` that best brings ``template`` onto ``x``.
 
         Parameters
@@ -259,13 +263,18 @@ class RotationSearch:
             Canonical images: one per sample, or one for all.
         shift : tensor of shape (n, k)
             The shift of each pose (kept).
+        refine_rounds : int or None, default=None
+            Local rounds for this call (``None``: the instance's ``refine_rounds``); each
+            further round halves the residual step, at 27 (2-D: 3) candidates per sample.
 
         Returns
         -------
         matrices : tensor of shape (n, k, k)
         """
         spatial = tuple(x.shape[2:])
-        grid, coarse, p_global, rounds = self._plan(spatial, x.dtype, x.device)
+        plan = self._plan(spatial, x.dtype, x.device)
+        grid, coarse, p_global = plan[:3]
+        n_rounds = self.refine_rounds if refine_rounds is None else int(refine_rounds)
         n = x.shape[0]
         eye = torch.eye(self.k, dtype=x.dtype, device=x.device).expand(n, self.k, self.k)
         y = warp_to_canonical(x, eye, shift)
@@ -274,7 +283,54 @@ class RotationSearch:
             pool = F.avg_pool2d if self.k == 2 else F.avg_pool3d
             y, t = pool(y, 2), pool(t, 2)
         best = grid[self._scores(p_global, y, t).argmax(0)]
-        for offsets, matrix in rounds:
+        for j in range(n_rounds):
+            offsets, matrix = self._round(plan, j, spatial, x.dtype, x.device)
             y = warp_to_canonical(x, best, shift)
             best = best @ offsets[self._scores(matrix, y, template).argmax(0)]
         return best
+
+
+@torch.no_grad()
+def superpose(x, reference, search, refine_rounds=6):
+    """Per sample, the rigid pose that best puts ``reference`` onto ``x`` (least squares).
+
+    Both are centred on their :func:`density_centre`; the rotation about those centres is
+    searched with ``search`` (its global grid, then ``refine_rounds`` local rounds), and the
+    identity is kept unless the search finds a lower squared error (the 3-D grid does not
+    hold it, so two copies of one template superpose exactly).
+
+    Parameters
+    ----------
+    x : tensor of shape (n, C, *spatial)
+    reference : tensor of shape (1, C, *spatial)
+    search : RotationSearch
+    refine_rounds : int, default=6
+
+    Returns
+    -------
+    pose : dict
+        ``matrix`` (n, k, k) and ``shift`` (n, k): the reference's feature at ``r`` is at
+        ``matrix r + shift`` in ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.harmony.search import RotationSearch, superpose
+    >>> from sklearn_disentangle.harmony.warps import rotation_2d, warp_from_canonical
+    >>> t = torch.zeros(1, 1, 15, 15); t[0, 0, 7, 11] = 1.0; t[0, 0, 4, 7] = 0.5
+    >>> x = warp_from_canonical(t, rotation_2d(torch.tensor([0.5])), torch.zeros(1, 2))
+    >>> pose = superpose(x, t, RotationSearch(2, 72))
+    >>> round(float(torch.atan2(pose["matrix"][0, 0, 1], pose["matrix"][0, 0, 0])), 2)
+    0.5
+    """
+    k = x.ndim - 2
+    eye = torch.eye(k, dtype=x.dtype, device=x.device)[None]
+    x_centre, ref_centre = density_centre(x), density_centre(reference)
+    centred = warp_to_canonical(reference, eye, ref_centre)  # its density centre at the origin
+    found = search(x, centred, x_centre, refine_rounds=refine_rounds)
+    candidates = torch.stack([eye.expand_as(found), found])  # ties: the identity
+    errors = torch.stack([(warp_to_canonical(x, c, x_centre) - centred).pow(2).flatten(1).sum(1)
+                          for c in candidates])
+    matrix = candidates[errors.argmin(0), torch.arange(len(x), device=x.device)]
+    shift = x_centre - (matrix @ ref_centre.expand(len(x), -1)[..., None])[..., 0]
+    return {"matrix": matrix, "shift": shift}
