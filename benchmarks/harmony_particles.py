@@ -141,6 +141,19 @@ def circ_corr(a, b):
     return float(np.sum(sa * sb) / np.sqrt(np.sum(sa ** 2) * np.sum(sb ** 2)))
 
 
+def fisher_lee(a, b):
+    """Fisher-Lee (1983) circular correlation of angles a, b (radians).
+
+    Unlike Jammalamadaka-SenGupta's it needs no mean direction, so it is defined for angles
+    spread uniformly over the circle: 1 for ``b = a + c``, -1 for ``b = c - a``, any constant ``c``.
+    """
+    n = len(a)
+    A, B = np.sum(np.cos(a) * np.cos(b)), np.sum(np.sin(a) * np.sin(b))
+    C, D = np.sum(np.cos(a) * np.sin(b)), np.sum(np.sin(a) * np.cos(b))
+    E, F, G, H = np.sum(np.cos(2 * a)), np.sum(np.sin(2 * a)), np.sum(np.cos(2 * b)), np.sum(np.sin(2 * b))
+    return float(4 * (A * B - C * D) / np.sqrt((n ** 2 - E ** 2 - F ** 2) * (n ** 2 - G ** 2 - H ** 2)))
+
+
 def angle_stats(pred_deg, true_deg, labels):
     a, b = np.deg2rad(pred_deg), np.deg2rad(true_deg)
     out = {}
@@ -149,7 +162,7 @@ def angle_stats(pred_deg, true_deg, labels):
         offset = np.angle(d.mean())
         err = np.rad2deg(np.abs(np.angle(d * np.exp(-1j * offset))))
         out[name] = {
-            "circ_corr": circ_corr(a, sgn * b), "R": float(abs(d.mean())),
+            "circ_corr": circ_corr(a, sgn * b), "R": float(abs(d.mean())), "fisher_lee": fisher_lee(a, sgn * b),
             "circ_corr_per_class": [circ_corr(a[labels == c], sgn * b[labels == c]) for c in np.unique(labels)],
             "R_per_class": [float(abs(d[labels == c].mean())) for c in np.unique(labels)],
             "median_err_deg": float(np.median(err)),
@@ -230,6 +243,8 @@ def run_experiment(kind, args, seed):
             extra = dict(extra, pose_search=args.pose_search)
         if args.content_warmup is not None:
             extra = dict(extra, content_warmup=args.content_warmup)
+        if args.free_bits:
+            extra = dict(extra, prior_free_bits=args.free_bits)
         if args.own_frames:
             extra = dict(extra, common_frame=False)
         est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
@@ -244,6 +259,7 @@ def run_experiment(kind, args, seed):
         res[f"{name}_config"]["pose_search"] = getattr(est, "pose_search_", 0)
         res[f"{name}_config"]["content_warmup"] = est.content_warmup_
         res[f"{name}_config"]["common_frame"] = est.common_frame
+        res[f"{name}_config"]["prior_free_bits"] = est.prior_free_bits
         res[f"{name}_history"] = {k: [float(v) for v in est.history_[:, k]]
                                   for k in ("train_loss", "train_pose_head", "train_kl_prior", "variational")
                                   if k in est.history_[-1]}
@@ -307,12 +323,13 @@ def to_markdown(results, args, wall):
                 continue
             if r["kind"] == "rigid2d":
                 s, m = r[f"{name}_angles"]["same"], r[f"{name}_angles"]["mirrored"]
-                pose = (f"angle circ. corr {s['circ_corr']:.3f} (per conformation "
+                pose = (f"angle Fisher-Lee corr {s['fisher_lee']:.3f}, J-S circ. corr {s['circ_corr']:.3f} (per conformation "
                         f"{', '.join(f'{v:.3f}' for v in s['circ_corr_per_class'])}; mirrored fit {m['circ_corr']:.3f}); "
                         f"R {s['R']:.3f} (per conformation {', '.join(f'{v:.3f}' for v in s['R_per_class'])}); "
                         f"median err {s['median_err_deg']:.1f} deg; "
                         f"in the superposition frame (conformations {', '.join(f'{v:.0f}' for v in r['superposition_offset_deg'])} deg): "
-                        f"R {r[f'{name}_angles_superposed']['same']['R']:.3f}, circ. corr "
+                        f"R {r[f'{name}_angles_superposed']['same']['R']:.3f}, Fisher-Lee corr "
+                        f"{r[f'{name}_angles_superposed']['same']['fisher_lee']:.3f}, J-S circ. corr "
                         f"{r[f'{name}_angles_superposed']['same']['circ_corr']:.3f}, median err "
                         f"{r[f'{name}_angles_superposed']['same']['median_err_deg']:.1f} deg; shift corr "
                         f"{', '.join(f'{v:.2f}' for v in r[f'{name}_shift_corr'])}")
@@ -385,6 +402,7 @@ def main(argv=None):
                    help="rigid2d/rigid3d: HarmonyEstimator(pose_search=...) (default: the estimator's)")
     p.add_argument("--content-warmup", type=int, default=None,
                    help="HarmonyEstimator(content_warmup=...) epochs (default: the estimator's)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="HarmonyEstimator(prior_free_bits=...)")
     p.add_argument("--own-frames", action="store_true", help="HarmonyEstimator(common_frame=False)")
     p.add_argument("--content-from", default=None, choices=["input", "canonical"],
                    help="rigid2d/rigid3d: HarmonyEstimator(content_from=...) (default: the estimator's)")

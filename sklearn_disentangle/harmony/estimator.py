@@ -106,6 +106,10 @@ class HarmonyEstimator(LatentTransformer):
         Weight of the KL of the content posteriors to N(0, I). The reference has none (set
         0 to reproduce it); 1.0 anchors the content scale so that decoding codes drawn from
         N(0, I), as traversals do, is meaningful.
+    prior_free_bits : float, default=0.0
+        "Free bits" (Kingma et al., 2016) of the prior KL: per content dimension, a batch-mean
+        KL to N(0, I) below this many nats costs nothing, so the prior does not pull a weakly
+        used code to collapse. 0: off (an addition; the reference has no prior term).
     cross_weight_in_gamma : bool, default=True
         Whether ``gamma`` also multiplies the cross term (reference 2-D/3-D: True; the
         reference colour variant: False).
@@ -428,6 +432,7 @@ class HarmonyEstimator(LatentTransformer):
         "kind": [Options(KINDS)],
         "gamma": [Options(("auto",)), Interval(Real, 0, None, closed="neither")],
         "prior_kl_weight": [Interval(Real, 0, None)],
+        "prior_free_bits": [Interval(Real, 0, None)],
         "cross_weight_in_gamma": ["boolean"],
         "normalize": [Options(("auto", "per_sample")), None],
         "decoder_output": [Options(("auto", "linear", "tanh", "sigmoid"))],
@@ -450,7 +455,8 @@ class HarmonyEstimator(LatentTransformer):
         "batch_size": [Options(("auto",)), Interval(Integral, 1, None)],
     }
 
-    def __init__(self, kind="rigid2d", z_dim=1, *, gamma="auto", prior_kl_weight=1.0, cross_weight_in_gamma=True,
+    def __init__(self, kind="rigid2d", z_dim=1, *, gamma="auto", prior_kl_weight=1.0, prior_free_bits=0.0,
+                 cross_weight_in_gamma=True,
                  normalize="auto", decoder_output="auto", max_shift="auto", max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift="auto", augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
                  resolve_half_turns=True, contrast_frame="observed", rotation_head="6d",
@@ -463,6 +469,7 @@ class HarmonyEstimator(LatentTransformer):
         self.z_dim = z_dim
         self.gamma = gamma
         self.prior_kl_weight = prior_kl_weight
+        self.prior_free_bits = prior_free_bits
         self.cross_weight_in_gamma = cross_weight_in_gamma
         self.normalize = normalize
         self.decoder_output = decoder_output
@@ -579,7 +586,8 @@ class HarmonyEstimator(LatentTransformer):
         return HarmonyModule(
             input_shape, self.z_dim, kind=self.kind, encoder_widths=tuple(widths),
             decoder_widths=None if self.decoder_widths is None else tuple(self.decoder_widths),
-            gamma=self.gamma_, prior_kl_weight=self.prior_kl_weight, cross_weight_in_gamma=self.cross_weight_in_gamma,
+            gamma=self.gamma_, prior_kl_weight=self.prior_kl_weight, prior_free_bits=self.prior_free_bits,
+            cross_weight_in_gamma=self.cross_weight_in_gamma,
             normalize=self.normalize_ == "per_sample", decoder_output=self.decoder_output_,
             max_shift=self.max_shift_, max_scale=self.max_scale, gain_range=self._gain_range,
             augment_rotation=self.augment_rotation, augment_shift=self.augment_shift_,

@@ -211,6 +211,11 @@ class HarmonyModule(LatentModule):
         Weight of the image terms (see :meth:`loss`).
     prior_kl_weight : float
         Weight of the KL of both content posteriors to N(0, I) (0: upstream, no prior).
+    prior_free_bits : float
+        "Free bits" (Kingma et al., 2016) of the prior term: per content dimension, the
+        batch-mean KL to N(0, I) counts as ``max(prior_free_bits, KL)`` nats in the
+        objective, so a code that carries less information than that is not pushed towards
+        the prior (the recorded ``kl_prior`` stays the plain KL). 0: off.
     cross_weight_in_gamma : bool
         Whether the cross term is multiplied by ``gamma`` (True: upstream 2-D/3-D; False:
         upstream colour variant).
@@ -284,7 +289,7 @@ class HarmonyModule(LatentModule):
     """
 
     def __init__(self, input_shape, z_dim, *, kind="rigid2d", encoder_widths=(512, 512, 512, 512, 128),
-                 decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, cross_weight_in_gamma=True, normalize=True,
+                 decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, prior_free_bits=0.0, cross_weight_in_gamma=True, normalize=True,
                  decoder_output="linear", max_shift=4.0, max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
                  resolve_half_turns=False, contrast_frame="observed", rotation_head="axis_angle",
@@ -307,6 +312,7 @@ class HarmonyModule(LatentModule):
         self.kind = kind
         self.gamma = float(gamma)
         self.prior_kl_weight = float(prior_kl_weight)
+        self.prior_free_bits = float(prior_free_bits)
         self.cross_weight_in_gamma = bool(cross_weight_in_gamma)
         self.normalize = bool(normalize)
         self.decoder_output = decoder_output
@@ -743,15 +749,18 @@ class HarmonyModule(LatentModule):
             cross = sse(output["can_1"], output["can_2"])
         kl = gaussian_kl_between(output["mu_1"], output["logvar_1"], output["mu_2"], output["logvar_2"])
         kl = kl.sum(1).mean() / self.z_dim
-        prior = 0.5 * (gaussian_kl(output["mu_1"], output["logvar_1"]).sum(1).mean()
-                       + gaussian_kl(output["mu_2"], output["logvar_2"]).sum(1).mean())
+        per_dim = [gaussian_kl(output[f"mu_{i}"], output[f"logvar_{i}"]).mean(0) for i in (1, 2)]  # batch means
+        prior = 0.5 * (per_dim[0].sum() + per_dim[1].sum())
+        prior_objective = prior
+        if self.prior_free_bits > 0:
+            prior_objective = 0.5 * sum(d.clamp(min=self.prior_free_bits).sum() for d in per_dim)
         if self.cross_weight_in_gamma:
             total = self.gamma * (r1 + r2 + cross)
         else:
             total = self.gamma * (r1 + r2) + cross
         # content warm-up (training only): held-out losses always use the full objective
         scale = self.variational if self.training else 1.0
-        total = total + scale * (kl + self.prior_kl_weight * prior)
+        total = total + scale * (kl + self.prior_kl_weight * prior_objective)
         terms = {"recon_1": r1, "recon_2": r2, "cross": cross, "kl_branches": kl, "kl_prior": prior}
         if "head_1" in output:
             terms["pose_head"] = 0.5 * sum(sse(output[f"head_{i}"], output[f"search_{i}"]) for i in (1, 2))

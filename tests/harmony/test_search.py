@@ -11,6 +11,7 @@ from sklearn_disentangle import HarmonyEstimator
 from sklearn_disentangle.cryoem.rotations import random_rotations, rotation_grid
 from sklearn_disentangle.datasets.cryoem import make_subtomograms, molecule_blobs, render_volume
 from sklearn_disentangle.harmony.model import HarmonyModule
+from sklearn_disentangle.nn import gaussian_kl
 from sklearn_disentangle.harmony.search import RotationSearch, density_centre, interpolation_matrix
 from sklearn_disentangle.harmony.warps import rotation_2d, warp_from_canonical
 
@@ -301,3 +302,26 @@ def test_module_search_with_content_from_input_is_one_pass_against_its_own_conte
     enc = m.encode(x)
     torch.testing.assert_close(enc["z_mean"], mu)  # the input pass's content, not re-read
     torch.testing.assert_close(enc["matrix"], m.rotation_search(xp, m.decode(mu), enc["shift"]))
+
+
+def test_prior_free_bits_floor_the_per_dimension_prior_kl_in_the_objective_only():
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    plain = HarmonyModule((1, 8, 8), 2, encoder_widths=(8,), prior_kl_weight=2.0)
+    free = HarmonyModule((1, 8, 8), 2, encoder_widths=(8,), prior_kl_weight=2.0, prior_free_bits=5.0)
+    free.load_state_dict(plain.state_dict())
+    plain.eval(), free.eval()
+    with torch.no_grad():
+        out = plain(x)
+        a, b = plain.loss(out, x), free.loss(out, x)
+    per_dim = [gaussian_kl(out[f"mu_{i}"], out[f"logvar_{i}"]).mean(0) for i in (1, 2)]
+    assert float(max(d.max() for d in per_dim)) < 5.0  # every dimension under the floor
+    torch.testing.assert_close(b["kl_prior"], a["kl_prior"])  # recorded: the plain KL
+    # in the objective each of the 2 dimensions of both branches counts 5 nats: 0.5 * 2 * (2 * 5)
+    torch.testing.assert_close(b["loss"] - a["loss"], 2.0 * (10.0 - a["kl_prior"]))
+    # below the floor the prior gives the code no gradient
+    mu = out["mu_1"].clone().requires_grad_(True)
+    loss = free.loss(dict(out, mu_1=mu, rec_1=out["rec_1"].detach()), x)
+    grad = torch.autograd.grad(loss["loss"] - loss["kl_branches"], mu)[0]  # image terms: no mu_1 in them
+    assert float(grad.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="prior_free_bits"):
+        HarmonyEstimator(prior_free_bits=-1.0).fit(np.zeros((8, 8, 8), np.float32))
