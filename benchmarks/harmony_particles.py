@@ -245,8 +245,8 @@ def run_experiment(kind, args, seed):
             extra = dict(extra, content_warmup=args.content_warmup)
         if args.free_bits:
             extra = dict(extra, prior_free_bits=args.free_bits)
-        if args.own_frames:
-            extra = dict(extra, common_frame=False)
+        if args.common_frame:
+            extra = dict(extra, common_frame=True)
         est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
                                lr=args.lr, encoder_widths=widths, augment_rotation=args.augment_rotation,
                                prior_kl_weight=args.prior_kl_weight, device=args.device, random_state=seed, **extra)
@@ -403,7 +403,7 @@ def main(argv=None):
     p.add_argument("--content-warmup", type=int, default=None,
                    help="HarmonyEstimator(content_warmup=...) epochs (default: the estimator's)")
     p.add_argument("--free-bits", type=float, default=0.0, help="HarmonyEstimator(prior_free_bits=...)")
-    p.add_argument("--own-frames", action="store_true", help="HarmonyEstimator(common_frame=False)")
+    p.add_argument("--common-frame", action="store_true", help="HarmonyEstimator(common_frame=True)")
     p.add_argument("--content-from", default=None, choices=["input", "canonical"],
                    help="rigid2d/rigid3d: HarmonyEstimator(content_from=...) (default: the estimator's)")
     p.add_argument("--device", default="cpu")

@@ -107,7 +107,7 @@ def test_frame_alignment_needs_a_rotating_kind():
 @pytest.fixture(scope="module")
 def fitted():
     X = np.random.default_rng(0).normal(size=(48, 21, 21)).astype(np.float32)
-    return HarmonyEstimator(encoder_widths=(16,), **TINY).fit(X), X
+    return HarmonyEstimator(common_frame=True, encoder_widths=(16,), **TINY).fit(X), X
 
 
 def two_frame_model(est, X, angle=0.8):
@@ -188,15 +188,15 @@ def test_round_trip_through_the_common_frame_matches_the_own_frame_round_trip(fi
     np.testing.assert_allclose(common, own, atol=1e-4)
 
 
-def test_common_frame_off_and_non_rotating_kinds_have_no_anchors():
+def test_common_frame_off_by_default_and_non_rotating_kinds_have_no_anchors():
     X = np.random.default_rng(0).normal(size=(32, 12, 12)).astype(np.float32)
-    est = HarmonyEstimator(common_frame=False, encoder_widths=(8,), **TINY).fit(X)
+    est = HarmonyEstimator(encoder_widths=(8,), **TINY).fit(X)  # common_frame=False: the default
     assert est.frame_anchors_ is None and est.frame_matrices_ is None and est.frame_reference_ is None
     np.testing.assert_array_equal(est.inverse_transform(est.transform(X[:3])),
                                   est.net_.module_.decode(torch.as_tensor(est.transform(X[:3]))).detach().numpy()[:, 0])
-    con = HarmonyEstimator("contrast", encoder_widths=(4, 8), **TINY).fit(np.abs(X))
+    con = HarmonyEstimator("contrast", common_frame=True, encoder_widths=(4, 8), **TINY).fit(np.abs(X))
     assert con.frame_anchors_ is None
-    flat = HarmonyEstimator(encoder_widths=(8,), **TINY).fit(X.reshape(32, -1))
+    flat = HarmonyEstimator(common_frame=True, encoder_widths=(8,), **TINY).fit(X.reshape(32, -1))
     assert flat.frame_anchors_ is None
 
 
@@ -205,14 +205,14 @@ def test_common_frame_is_deterministic_and_survives_pickle(fitted):
     again = pickle.loads(pickle.dumps(est))
     assert est.frame_matrices_.shape == (len(est.frame_anchors_), 2, 2)
     np.testing.assert_array_equal(again.transform_params(X), est.transform_params(X))
-    refit = HarmonyEstimator(encoder_widths=(16,), **TINY).fit(X)
+    refit = HarmonyEstimator(common_frame=True, encoder_widths=(16,), **TINY).fit(X)
     np.testing.assert_array_equal(refit.frame_matrices_, est.frame_matrices_)
     np.testing.assert_array_equal(refit.frame_anchors_, est.frame_anchors_)
 
 
 def test_rigid3d_poses_in_the_common_frame_stay_rotations():
     vols = np.random.default_rng(0).normal(size=(24, 10, 10, 10)).astype(np.float32)
-    est = HarmonyEstimator("rigid3d", encoder_widths=(4, 8), pose_search=64, **TINY).fit(vols)
+    est = HarmonyEstimator("rigid3d", common_frame=True, encoder_widths=(4, 8), pose_search=64, **TINY).fit(vols)
     assert est.frame_matrices_.shape[1:] == (3, 3)
     p = est.transform_params(vols)
     mats = p[[f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)]].to_numpy().reshape(-1, 3, 3)

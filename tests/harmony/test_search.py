@@ -206,7 +206,7 @@ def test_estimator_with_search_is_deterministic_and_its_poses_are_rotations():
 def test_rigid2d_with_search_gives_angles_that_match_its_matrices():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(32, 16, 16)).astype(np.float32)
-    est = HarmonyEstimator(pose_search=36, common_frame=False, encoder_widths=(16,), **TINY).fit(X)
+    est = HarmonyEstimator(pose_search=36, encoder_widths=(16,), **TINY).fit(X)
     p = est.transform_params(X)
     assert p["angle_deg"].between(-180, 180).all()
     pose = est.net_.module_.pose(torch.as_tensor(X[:, None]))
