@@ -361,7 +361,7 @@ class HarmonyEstimator(LatentTransformer):
       (2-D) and 90 (3-D) degrees from it. In the superposition frame the trained poses
       already agree across conformations (``harmony_particles.md``, "Stop 20": median
       in-plane error 4.7 / 4.5 / 5.2 degrees, Fisher-Lee correlation 0.98 / 0.99 / 0.94;
-      3-D 14 degrees). ``common_frame=True`` superposes explicitly: after fit the decoded
+      3-D 14-32 degrees). ``common_frame=True`` superposes explicitly: after fit the decoded
       templates of up to 8 k-means centres of the content means are superposed, as class
       averages are: least-squares rotation (global grid, six local rounds) about the
       templates' density centres, each centre onto its nearest already aligned one (similar
@@ -413,7 +413,7 @@ class HarmonyEstimator(LatentTransformer):
     of two conformations (SNR 2, 30 epochs) with the defaults (search and content
     warm-up): ARI 1.000 on three of four data seeds and 0.085 on the fourth (beta-VAE
     0.002 or less), rotations per conformation to a median 5.6-22.1 degrees (random 127),
-    shifts correlated 0.89-0.91; one offset for both conformations: 14-16 degrees against
+    shifts correlated 0.89-0.91; one offset for both conformations: 14-32 degrees against
     the true structures' superposition (52-85 against the simulator's body frame, which the
     images do not determine). Without a search ``rigid3d`` learns rotations within
     60 degrees only partly (median error 37 degrees) and nothing for uniform rotations.
