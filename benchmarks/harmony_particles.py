@@ -222,6 +222,13 @@ def run_experiment(kind, args, seed):
         X, truth = make_contrast(args.n, size, seed)
     labels = truth["labels"]
     res = {"kind": kind, "seed": seed, "n": len(X), "shape": list(X.shape[1:])}
+    if kind in ("rigid2d", "rigid3d"):  # the true structures' superposition, once per data set
+        offsets = superposition_offsets(truth["templates"])
+        if kind == "rigid2d":
+            res["superposition_offset_deg"] = [float(np.rad2deg(np.arctan2(d[0, 1], d[0, 0]))) for d in offsets]
+        else:
+            res["superposition_offset_deg"] = [float(v) for v in geodesic_deg(np.broadcast_to(np.eye(3), offsets.shape),
+                                                                              offsets)]
     epochs = args.epochs3d if kind == "rigid3d" else args.epochs
     widths = tuple(args.encoder_widths) if args.encoder_widths else None
     if kind == "rigid3d" and args.rigid3d_widths:
@@ -272,8 +279,6 @@ def run_experiment(kind, args, seed):
         params = est.transform_params(X)
         if kind == "rigid2d":
             res[f"{name}_angles"] = angle_stats(params["angle_deg"].to_numpy(), truth["psi"], labels)
-            offsets = superposition_offsets(truth["templates"])
-            res["superposition_offset_deg"] = [float(np.rad2deg(np.arctan2(d[0, 1], d[0, 0]))) for d in offsets]
             res[f"{name}_angles_superposed"] = angle_stats(
                 params["angle_deg"].to_numpy(), truth["psi"] + np.take(res["superposition_offset_deg"], labels), labels)
             res[f"{name}_shift_corr"] = [float(np.corrcoef(params[c], truth["shifts"][:, i])[0, 1])
@@ -283,9 +288,6 @@ def run_experiment(kind, args, seed):
             rand = np.linalg.qr(np.random.RandomState(seed).standard_normal((len(X), 3, 3)))[0]
             rand *= np.sign(np.linalg.det(rand))[:, None, None]
             res[f"{name}_rot_median_err_deg"] = rotation_stats(pred, truth["rotations"])
-            offsets = superposition_offsets(truth["templates"])
-            res["superposition_offset_deg"] = [float(v) for v in geodesic_deg(np.broadcast_to(np.eye(3), offsets.shape),
-                                                                              offsets)]
             res[f"{name}_rot_median_err_deg_superposed"] = rotation_stats(
                 pred, truth["rotations"] @ offsets[labels])
             if est.pose_search_:  # the rotation head alone, trained to predict the searched rotation
@@ -323,15 +325,16 @@ def to_markdown(results, args, wall):
                 continue
             if r["kind"] == "rigid2d":
                 s, m = r[f"{name}_angles"]["same"], r[f"{name}_angles"]["mirrored"]
-                pose = (f"angle Fisher-Lee corr {s['fisher_lee']:.3f}, J-S circ. corr {s['circ_corr']:.3f} (per conformation "
+                sup = r[f"{name}_angles_superposed"]["same"]
+                offs = ", ".join(f"{v:.0f}" for v in r["superposition_offset_deg"])
+                pose = (f"angle Fisher-Lee corr {s['fisher_lee']:.3f}, J-S circ. corr {s['circ_corr']:.3f} "
+                        f"(per conformation "
                         f"{', '.join(f'{v:.3f}' for v in s['circ_corr_per_class'])}; mirrored fit {m['circ_corr']:.3f}); "
                         f"R {s['R']:.3f} (per conformation {', '.join(f'{v:.3f}' for v in s['R_per_class'])}); "
                         f"median err {s['median_err_deg']:.1f} deg; "
-                        f"in the superposition frame (conformations {', '.join(f'{v:.0f}' for v in r['superposition_offset_deg'])} deg): "
-                        f"R {r[f'{name}_angles_superposed']['same']['R']:.3f}, Fisher-Lee corr "
-                        f"{r[f'{name}_angles_superposed']['same']['fisher_lee']:.3f}, J-S circ. corr "
-                        f"{r[f'{name}_angles_superposed']['same']['circ_corr']:.3f}, median err "
-                        f"{r[f'{name}_angles_superposed']['same']['median_err_deg']:.1f} deg; shift corr "
+                        f"in the superposition frame (conformations {offs} deg): R {sup['R']:.3f}, Fisher-Lee "
+                        f"corr {sup['fisher_lee']:.3f}, J-S circ. corr {sup['circ_corr']:.3f}, median err "
+                        f"{sup['median_err_deg']:.1f} deg; shift corr "
                         f"{', '.join(f'{v:.2f}' for v in r[f'{name}_shift_corr'])}")
             elif r["kind"] == "rigid3d":
                 pose = (f"median rotation err {r[f'{name}_rot_median_err_deg']:.1f} deg (per conformation "

@@ -402,19 +402,25 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return f"{type(self).__name__} expects X of shape {forms}; got {what}."
 
     # ------------------------------------------------------------------ inference
-    def _map_batches(self, X, fn):
-        """Apply ``fn`` to batches of X (numpy, model layout) in eval mode, without grad."""
+    @contextmanager
+    def _eval_module(self):
+        """The fitted module in eval mode without gradients (its training flag restored after)."""
         module = self.net_.module_
         was_training = module.training
         module.eval()
-        out = []
         try:
             with torch.no_grad():
-                for start in range(0, len(X), self.batch_size):
-                    xb = to_batch_tensor(X[start:start + self.batch_size]).to(self.net_.device)
-                    out.append(fn(module, xb).detach().to("cpu", torch.float32).numpy())
+                yield module
         finally:
             module.train(was_training)
+
+    def _map_batches(self, X, fn):
+        """Apply ``fn`` to batches of X (numpy, model layout) in eval mode, without grad."""
+        out = []
+        with self._eval_module() as module:
+            for start in range(0, len(X), self.batch_size):
+                xb = to_batch_tensor(X[start:start + self.batch_size]).to(self.net_.device)
+                out.append(fn(module, xb).detach().to("cpu", torch.float32).numpy())
         return np.concatenate(out, axis=0)
 
     def transform(self, X):
@@ -476,18 +482,12 @@ class LatentTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         Xv = self._validate_input(X, reset=False)
         total, count = 0.0, 0
-        module = self.net_.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with self._rng(self._seed, self.net_.device, fresh=True), torch.no_grad():
-                for start in range(0, len(Xv), self.batch_size):
-                    xb = to_batch_tensor(Xv[start:start + self.batch_size]).to(self.net_.device)
-                    loss = module.loss(module(xb), xb)["loss"]
-                    total += float(loss) * len(xb)
-                    count += len(xb)
-        finally:
-            module.train(was_training)
+        with self._eval_module() as module, self._rng(self._seed, self.net_.device, fresh=True):
+            for start in range(0, len(Xv), self.batch_size):
+                xb = to_batch_tensor(Xv[start:start + self.batch_size]).to(self.net_.device)
+                loss = module.loss(module(xb), xb)["loss"]
+                total += float(loss) * len(xb)
+                count += len(xb)
         return -total / count
 
     # ------------------------------------------------------------------ sklearn plumbing

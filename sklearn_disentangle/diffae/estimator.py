@@ -450,17 +450,11 @@ class DiffAE3D(LatentTransformer):
 
     def _run(self, fn, *arrays):
         """``fn(module, *batches)`` over batches of equally long arrays, eval mode, no grad."""
-        module = self.net_.module_
-        was_training = module.training
-        module.eval()
         out = []
-        try:
-            with torch.no_grad():
-                for start in range(0, len(arrays[0]), self.batch_size):
-                    batch = [to_batch_tensor(a[start:start + self.batch_size]).to(self.net_.device) for a in arrays]
-                    out.append(fn(module, *batch).detach().to("cpu", torch.float32).numpy())
-        finally:
-            module.train(was_training)
+        with self._eval_module() as module:
+            for start in range(0, len(arrays[0]), self.batch_size):
+                batch = [to_batch_tensor(a[start:start + self.batch_size]).to(self.net_.device) for a in arrays]
+                out.append(fn(module, *batch).detach().to("cpu", torch.float32).numpy())
         return np.concatenate(out, axis=0)
 
     def _decode(self, Z, x_T, n_steps):

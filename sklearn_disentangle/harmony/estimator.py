@@ -3,7 +3,6 @@
 import math
 import os
 import warnings
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -408,9 +407,9 @@ class HarmonyEstimator(LatentTransformer):
     beta-VAE does not (0.001), and recover the angles up to one offset per conformation
     (mean resultant length 0.94-1.00); against the least-squares superposition of the true
     structures, both conformations' angles agree up to one offset (Fisher-Lee correlation
-    0.94-0.99, median error 4.5-5.2 degrees). ``contrast`` separates particle conformations under gains of 0.2-1 (ARI 1.0,
-    beta-VAE 0.0 with one latent). ``rigid3d`` on 1000 uniformly rotated 16^3 subtomograms
-    of two conformations (SNR 2, 30 epochs) with the defaults (search and content
+    0.94-0.99, median error 4.5-5.2 degrees). ``contrast`` separates particle conformations
+    under gains of 0.2-1 (ARI 1.0, beta-VAE 0.0 with one latent). ``rigid3d`` on 1000
+    uniformly rotated 16^3 subtomograms of two conformations (SNR 2, 30 epochs) with the defaults (search and content
     warm-up): ARI 1.000 on three of four data seeds and 0.085 on the fourth (beta-VAE
     0.002 or less), rotations per conformation to a median 5.6-22.1 degrees (random 127),
     shifts correlated 0.89-0.91; one offset for both conformations: 14-32 degrees against
@@ -472,8 +471,8 @@ class HarmonyEstimator(LatentTransformer):
                  normalize="auto", decoder_output="auto", max_shift="auto", max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift="auto", augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
                  resolve_half_turns=True, contrast_frame="observed", rotation_head="6d",
-                 content_from="canonical", pose_search="auto", content_warmup="auto", common_frame=False, encoder_widths=None,
-                 decoder_widths=None,
+                 content_from="canonical", pose_search="auto", content_warmup="auto", common_frame=False,
+                 encoder_widths=None, decoder_widths=None,
                  max_epochs=100, batch_size="auto", lr=1e-4,
                  device="auto", random_state=None, verbose=0, callbacks=None, validation_fraction=0.0,
                  checkpoint_dir=None, warm_start=False, image_shape=None):
@@ -637,8 +636,9 @@ class HarmonyEstimator(LatentTransformer):
         anchors = km.cluster_centers_.astype(np.float32)
         root = int(np.bincount(km.labels_, minlength=n_anchors).argmax())
         dist = np.linalg.norm(anchors[:, None] - anchors[None], axis=-1)
-        k = module.frame_search.k
-        matrices, shifts = np.tile(np.eye(k, dtype=np.float32), (n_anchors, 1, 1)), np.zeros((n_anchors, k), np.float32)
+        dim = module.frame_search.k
+        matrices = np.tile(np.eye(dim, dtype=np.float32), (n_anchors, 1, 1))
+        shifts = np.zeros((n_anchors, dim), np.float32)
         done = [root]
         with self._eval_module() as m:
             while len(done) < n_anchors:
@@ -646,7 +646,7 @@ class HarmonyEstimator(LatentTransformer):
                 i, j = min(((i, j) for i in done for j in rest), key=lambda ij: dist[ij])
                 z = torch.from_numpy(anchors[[j, i]]).to(self.net_.device)
                 step = m.frame_alignment(z[:1], z[1:])  # anchor i's template in anchor j's decoding
-                pose = compose_poses({k_: v.cpu() for k_, v in step.items()},
+                pose = compose_poses({k: v.cpu() for k, v in step.items()},
                                      {"matrix": torch.from_numpy(matrices[i:i + 1]),
                                       "shift": torch.from_numpy(shifts[i:i + 1])})
                 matrices[j], shifts[j] = pose["matrix"][0].numpy(), pose["shift"][0].numpy()
@@ -662,18 +662,6 @@ class HarmonyEstimator(LatentTransformer):
         nearest = ((Z[:, None, :] - self.frame_anchors_[None]) ** 2).sum(-1).argmin(1)
         return {"matrix": torch.from_numpy(self.frame_matrices_[nearest]),
                 "shift": torch.from_numpy(self.frame_shifts_[nearest])}
-
-    @contextmanager
-    def _eval_module(self):
-        """The fitted module in eval mode without gradients (its training flag restored after)."""
-        module = self.net_.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                yield module
-        finally:
-            module.train(was_training)
 
     def _make_net(self, module, device):
         net = super()._make_net(module, device)

@@ -289,7 +289,8 @@ class HarmonyModule(LatentModule):
     """
 
     def __init__(self, input_shape, z_dim, *, kind="rigid2d", encoder_widths=(512, 512, 512, 512, 128),
-                 decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, prior_free_bits=0.0, cross_weight_in_gamma=True, normalize=True,
+                 decoder_widths=None, gamma=1.0, prior_kl_weight=1.0, prior_free_bits=0.0, cross_weight_in_gamma=True,
+                 normalize=True,
                  decoder_output="linear", max_shift=4.0, max_scale=2.0, gain_range=(0.5, 2.0),
                  augment_rotation=90.0, augment_shift=3.0, augment_scale=(1.0, 1.5), augment_gain=(1.0, 1.5),
                  resolve_half_turns=False, contrast_frame="observed", rotation_head="axis_angle",
