@@ -68,9 +68,10 @@ from sklearn_disentangle.datasets.cryoem import (
 
 
 # ----------------------------------------------------------------------------- data
-def make_rigid2d(n, size, snr, max_shift, seed):
+def make_rigid2d(n, size, snr, max_shift, seed, hinge_angle=90.0):
     rng = np.random.RandomState(seed)
-    data = CryoEMConformationDataset(box_size=size, n_conformations=2, n_views=1, random_state=seed)
+    data = CryoEMConformationDataset(box_size=size, n_conformations=2, n_views=1, hinge_angle=hinge_angle,
+                                     random_state=seed)
     labels = rng.randint(2, size=n)
     clean = data.sample_observations_from_factors(np.stack([labels, np.zeros(n, int)], 1))
     psi = rng.uniform(0.0, 360.0, n)
@@ -83,9 +84,10 @@ def make_rigid2d(n, size, snr, max_shift, seed):
     return X, {"labels": labels, "psi": psi, "shifts": shifts, "templates": templates}
 
 
-def make_rigid3d(n, size, snr, max_shift, seed, max_angle=None):
+def make_rigid3d(n, size, snr, max_shift, seed, max_angle=None, hinge_angle=90.0):
     if max_angle is None:
-        X, truth = make_subtomograms(n, size, n_conformations=2, snr=snr, max_shift=max_shift, random_state=seed)
+        X, truth = make_subtomograms(n, size, n_conformations=2, snr=snr, max_shift=max_shift,
+                                     hinge_angle=hinge_angle, random_state=seed)
         return X, {"labels": truth.labels, "rotations": truth.rotations, "shifts": truth.shifts,
                    "templates": truth.templates}
     # rotations by at most max_angle degrees: uniform axis, angle with density ~ a^2 (the
@@ -97,11 +99,11 @@ def make_rigid3d(n, size, snr, max_shift, seed, max_angle=None):
     angle = np.deg2rad(max_angle) * rng.uniform(0, 1, n) ** (1 / 3)
     rotations = axis_angle_to_matrix(torch.as_tensor(axis * angle[:, None])).numpy()
     shifts = rng.uniform(-max_shift, max_shift, (n, 3))
-    centres, sigmas, weights = molecule_blobs(np.linspace(0.0, 1.0, 2)[labels], size)
+    centres, sigmas, weights = molecule_blobs(np.linspace(0.0, 1.0, 2)[labels], size, hinge_angle)
     clean = render_volume(np.einsum("nij,nbj->nbi", rotations, centres) + shifts[:, None, :], sigmas, weights, size)
     sigma = float(np.sqrt(clean.var(axis=(1, 2, 3)).mean() / snr))
     X = (clean + rng.standard_normal(clean.shape) * sigma).astype(np.float32)
-    templates = render_volume(molecule_blobs(np.linspace(0.0, 1.0, 2), size)[0], sigmas, weights, size)
+    templates = render_volume(molecule_blobs(np.linspace(0.0, 1.0, 2), size, hinge_angle)[0], sigmas, weights, size)
     return X, {"labels": labels, "rotations": rotations, "shifts": shifts, "templates": templates}
 
 
@@ -191,8 +193,9 @@ def superposition_offsets(templates):
     """Matrices D_c: conformation 0's true template, best superposed (least squares) onto conformation c's.
 
     The simulator's common frame is the molecule's body frame, but with a 90-degree hinge
-    swing the least-squares superposition of the two true structures is far from it (about
-    45-70 degrees in 2-D, 100 in 3-D), so no intensity-based method can recover that frame.
+    swing the least-squares superposition of the two true structures is far from it (44-48
+    or 179 degrees in 2-D, 90 in 3-D), so no intensity-based method can recover that frame
+    (``--hinge-angle 30``: 4-15 degrees in 2-D, 15 in 3-D).
     Truth composed with D_c (``R_i D_c``) is the frame a perfect superposition would give.
     """
     t = torch.as_tensor(np.asarray(templates), dtype=torch.float32)[:, None]
@@ -212,10 +215,10 @@ def head_rotations(est, X):
 def run_experiment(kind, args, seed):
     size = args.size3d if kind == "rigid3d" else args.size
     if kind == "rigid2d":
-        X, truth = make_rigid2d(args.n, size, args.snr, args.max_shift, seed)
+        X, truth = make_rigid2d(args.n, size, args.snr, args.max_shift, seed, args.hinge_angle)
     elif kind == "rigid3d":
         shift3d = args.max_shift if args.max_shift3d is None else args.max_shift3d
-        X, truth = make_rigid3d(args.n3d, size, args.snr, shift3d, seed, args.max_angle3d)
+        X, truth = make_rigid3d(args.n3d, size, args.snr, shift3d, seed, args.max_angle3d, args.hinge_angle)
     elif kind == "contrast_particles":
         X, truth = make_contrast_particles(args.n, size, seed, args.gain_low, args.contrast_snr)
     else:
@@ -223,6 +226,7 @@ def run_experiment(kind, args, seed):
     labels = truth["labels"]
     res = {"kind": kind, "seed": seed, "n": len(X), "shape": list(X.shape[1:])}
     if kind in ("rigid2d", "rigid3d"):  # the true structures' superposition, once per data set
+        res["hinge_angle"] = args.hinge_angle
         offsets = superposition_offsets(truth["templates"])
         if kind == "rigid2d":
             res["superposition_offset_deg"] = [float(np.rad2deg(np.arctan2(d[0, 1], d[0, 0]))) for d in offsets]
@@ -394,6 +398,8 @@ def main(argv=None):
     p.add_argument("--contrast-snr", type=float, default=20.0, help="contrast_particles: SNR of the noise")
     p.add_argument("--rotation-head", default=None, choices=["6d", "axis_angle"],
                    help="rigid3d: HarmonyEstimator(rotation_head=...) (default: the estimator's)")
+    p.add_argument("--hinge-angle", type=float, default=90.0,
+                   help="rigid2d/rigid3d: domain swing in degrees between the two conformations (molecule_blobs)")
     p.add_argument("--max-angle3d", type=float, default=None,
                    help="rigid3d: rotations of at most this many degrees (default: uniform over SO(3))")
     p.add_argument("--max-shift3d", type=float, default=None,

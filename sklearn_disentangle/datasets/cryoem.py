@@ -29,14 +29,20 @@ from ._base import GroundTruthDataset
 __all__ = ["make_cryoem_particles", "make_subtomograms", "molecule_blobs", "render_volume", "CryoEMConformationDataset"]
 
 
-def molecule_blobs(t, box_size):
+def molecule_blobs(t, box_size, hinge_angle=90.0):
     """Blob centres (voxels, relative to the box centre), widths and weights at conformation ``t``.
 
     Parameters
     ----------
     t : float or array-like of shape (k,)
-        Conformation coordinate(s) in ``[0, 1]``: hinge angle ``t * 90`` degrees.
+        Conformation coordinate(s) in ``[0, 1]``: hinge angle ``t * hinge_angle`` degrees.
     box_size : int
+    hinge_angle : float, default=90.0
+        Swing of the domain, in degrees, between ``t = 0`` and ``t = 1``. The domain holds
+        26 % of the mass far from the centre, so with a large swing the least-squares
+        superposition of two conformations is not the body frame (about 90 degrees from it
+        in 3-D at the default, 15 at ``hinge_angle=30``): smaller swings give conformations
+        whose common frame is (nearly) the body frame.
 
     Returns
     -------
@@ -53,12 +59,13 @@ def molecule_blobs(t, box_size):
     ((2, 8, 3), (8,))
     """
     t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    hinge_angle = _check_hinge_angle(hinge_angle)
     u = box_size / 32.0  # geometry scales with the box
     body = np.array([[-4.0, -3.0, 0.0], [0.0, -4.0, 2.0], [3.0, -2.0, -2.0], [-2.0, 1.0, -3.0],
                      [1.0, 0.5, 3.0], [-3.5, 3.0, 1.5]]) * u
     hinge = np.array([1.5, 2.5, 0.0]) * u
     arm = np.array([[3.5, 1.0, 0.0], [7.0, 1.5, 0.0]]) * u  # relative to the hinge, swings about z then x
-    angles = np.deg2rad(90.0 * t)
+    angles = np.deg2rad(hinge_angle * t)
     c, s = np.cos(angles), np.sin(angles)
     rot = np.zeros((len(t), 3, 3))
     rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
@@ -69,6 +76,14 @@ def molecule_blobs(t, box_size):
     sigmas = np.array([1.6, 1.5, 1.7, 1.4, 1.5, 1.3, 1.4, 1.6]) * u
     weights = np.array([1.0, 0.9, 1.0, 0.8, 0.9, 0.7, 0.9, 1.1])
     return centres, sigmas, weights
+
+
+def _check_hinge_angle(hinge_angle):
+    if isinstance(hinge_angle, bool) or not isinstance(hinge_angle, (int, float, np.integer, np.floating)):
+        raise TypeError(f"hinge_angle must be a real number of degrees, got {type(hinge_angle).__name__}.")
+    if not math.isfinite(hinge_angle):
+        raise ValueError(f"hinge_angle must be finite (degrees), got {hinge_angle}.")
+    return float(hinge_angle)
 
 
 def render_volume(centres, sigmas, weights, box_size):
@@ -122,7 +137,7 @@ def _uniform_rotations(n, rng):
 
 def make_cryoem_particles(n_particles=256, box_size=32, *, n_conformations=3, motion="discrete", snr=0.5,
                           ctf=True, pixel_size=4.0, max_shift=2.0, defocus_range=(10000.0, 25000.0),
-                          random_state=None):
+                          hinge_angle=90.0, random_state=None):
     """Simulated single-particle cryo-EM images with ground truth.
 
     Parameters
@@ -146,6 +161,9 @@ def make_cryoem_particles(n_particles=256, box_size=32, *, n_conformations=3, mo
         RELION origins are drawn uniformly in ``[-max_shift, max_shift]`` pixels per axis.
     defocus_range : tuple of float, default=(10000.0, 25000.0)
         Range of defocus U in Angstrom.
+    hinge_angle : float, default=90.0
+        Domain swing in degrees between the first and last conformation (see
+        :func:`molecule_blobs`).
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -173,6 +191,7 @@ def make_cryoem_particles(n_particles=256, box_size=32, *, n_conformations=3, mo
         raise ValueError(f"n_conformations must be >= 1, got {n_conformations}.")
     if snr is not None and not snr > 0:
         raise ValueError(f"snr must be positive or None, got {snr}.")
+    hinge_angle = _check_hinge_angle(hinge_angle)
     rng = check_random_state(random_state)
     n, d = int(n_particles), int(box_size)
     grid_t = np.linspace(0.0, 1.0, n_conformations) if n_conformations > 1 else np.zeros(1)
@@ -184,7 +203,7 @@ def make_cryoem_particles(n_particles=256, box_size=32, *, n_conformations=3, mo
         labels = np.abs(t[:, None] - grid_t[None]).argmin(1)
     rotations = _uniform_rotations(n, rng)
     shifts_px = rng.uniform(-max_shift, max_shift, (n, 2))
-    centres, sigmas, weights = molecule_blobs(t, d)
+    centres, sigmas, weights = molecule_blobs(t, d, hinge_angle)
     images = _project_blobs(centres, sigmas, weights, rotations, -shifts_px, d)  # raw = shifted by -origin
     ctf_table = None
     if ctf:
@@ -210,7 +229,7 @@ def make_cryoem_particles(n_particles=256, box_size=32, *, n_conformations=3, mo
                           ctf=ctf_table, labels=labels)
     truth = Bunch(
         conformation=t, labels=labels if motion == "discrete" else None,
-        volumes=render_volume(molecule_blobs(grid_t, d)[0], sigmas, weights, d), volume_coordinates=grid_t,
+        volumes=render_volume(molecule_blobs(grid_t, d, hinge_angle)[0], sigmas, weights, d), volume_coordinates=grid_t,
         rotations=rotations, euler=matrix_to_euler(rotations).numpy(), shifts_px=shifts_px, clean_images=clean,
         noise_sigma=sigma,
     )
@@ -218,7 +237,7 @@ def make_cryoem_particles(n_particles=256, box_size=32, *, n_conformations=3, mo
 
 
 def make_subtomograms(n_subtomograms=64, box_size=16, *, n_conformations=2, snr=1.0, missing_wedge=None,
-                      max_shift=1.5, random_state=None):
+                      max_shift=1.5, hinge_angle=90.0, random_state=None):
     """Simulated subtomograms: 3-D conformations under random rotation and shift, with noise.
 
     Parameters
@@ -235,6 +254,9 @@ def make_subtomograms(n_subtomograms=64, box_size=16, *, n_conformations=2, snr=
         a real tomogram). ``None``: no wedge.
     max_shift : float, default=1.5
         Shifts drawn uniformly in ``[-max_shift, max_shift]`` voxels per axis.
+    hinge_angle : float, default=90.0
+        Domain swing in degrees between the first and last conformation (see
+        :func:`molecule_blobs`).
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -252,13 +274,14 @@ def make_subtomograms(n_subtomograms=64, box_size=16, *, n_conformations=2, snr=
     >>> vols.shape, truth.wedge_mask.shape
     ((6, 16, 16, 16), (16, 16, 16))
     """
+    hinge_angle = _check_hinge_angle(hinge_angle)
     rng = check_random_state(random_state)
     n, d = int(n_subtomograms), int(box_size)
     grid_t = np.linspace(0.0, 1.0, n_conformations) if n_conformations > 1 else np.zeros(1)
     labels = rng.randint(n_conformations, size=n)
     rotations = _uniform_rotations(n, rng)
     shifts = rng.uniform(-max_shift, max_shift, (n, 3))
-    centres, sigmas, weights = molecule_blobs(grid_t[labels], d)
+    centres, sigmas, weights = molecule_blobs(grid_t[labels], d, hinge_angle)
     moved = np.einsum("nij,nbj->nbi", rotations, centres) + shifts[:, None, :]
     clean = render_volume(moved, sigmas, weights, d)
     vols = clean
@@ -274,7 +297,7 @@ def make_subtomograms(n_subtomograms=64, box_size=16, *, n_conformations=2, snr=
         vols = ifftn_centered(fftn_centered(torch.as_tensor(vols, dtype=torch.float64)) * mask).real.numpy()
         mask = mask.numpy()
     truth = Bunch(labels=labels, rotations=rotations, shifts=shifts,
-                  templates=render_volume(molecule_blobs(grid_t, d)[0], sigmas, weights, d), clean=clean,
+                  templates=render_volume(molecule_blobs(grid_t, d, hinge_angle)[0], sigmas, weights, d), clean=clean,
                   wedge_mask=mask)
     return np.asarray(vols, dtype=np.float32), truth
 
@@ -296,6 +319,9 @@ class CryoEMConformationDataset(GroundTruthDataset):
     snr : float or None, default=None
         Per-image Gaussian noise at this signal-to-noise ratio (drawn from the
         ``random_state`` given to :meth:`sample_observations_from_factors`).
+    hinge_angle : float, default=90.0
+        Domain swing in degrees between the first and last conformation (see
+        :func:`molecule_blobs`).
     random_state : int, RandomState instance or None, default=0
         Seeds the fixed set of views.
 
@@ -320,8 +346,9 @@ class CryoEMConformationDataset(GroundTruthDataset):
 
     factor_names = ("conformation", "view")
 
-    def __init__(self, box_size=32, n_conformations=3, n_views=8, snr=None, random_state=0):
+    def __init__(self, box_size=32, n_conformations=3, n_views=8, snr=None, hinge_angle=90.0, random_state=0):
         self.box_size = int(box_size)
+        self.hinge_angle = _check_hinge_angle(hinge_angle)
         self.n_conformations = int(n_conformations)
         self.n_views = int(n_views)
         self.snr = snr
@@ -344,7 +371,7 @@ class CryoEMConformationDataset(GroundTruthDataset):
         observations : ndarray of shape (n_samples, box_size, box_size), float32
         """
         factors = self.check_factors(factors)
-        centres, sigmas, weights = molecule_blobs(self._t[factors[:, 0]], self.box_size)
+        centres, sigmas, weights = molecule_blobs(self._t[factors[:, 0]], self.box_size, self.hinge_angle)
         images = _project_blobs(centres, sigmas, weights, self.views[factors[:, 1]],
                                 np.zeros((len(factors), 2)), self.box_size).astype(np.float32)
         if self.snr is not None and len(images):

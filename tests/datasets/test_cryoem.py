@@ -159,3 +159,50 @@ def test_ctf_from_table_matches_simulation():
     np.testing.assert_allclose(truth.clean_images, expected, atol=1e-5)
     with pytest.raises(ValueError, match="pixel size"):
         ctf_from_table(stack.ctf.assign(pixel_size=np.nan), 16)
+
+
+def test_hinge_angle_sets_the_domain_swing():
+    c90, _, _ = molecule_blobs([0.0, 1.0], 32)
+    np.testing.assert_array_equal(molecule_blobs([0.0, 1.0], 32, hinge_angle=90.0)[0], c90)  # the default
+    c30, _, _ = molecule_blobs([0.0, 1.0], 32, hinge_angle=30.0)
+    np.testing.assert_array_equal(c30[:, :6], c90[:, :6])  # the body does not move
+    np.testing.assert_array_equal(c30[0], c90[0])  # t = 0 is the same structure
+    # the arm turns by the hinge angle about the hinge, on an axis tilted 30 deg from z about x
+    hinge, tilt = np.array([1.5, 2.5, 0.0]), np.deg2rad(30.0)
+    untilt = np.array([[1, 0, 0], [0, np.cos(tilt), np.sin(tilt)], [0, -np.sin(tilt), np.cos(tilt)]])
+    for c, angle in ((c90, 90.0), (c30, 30.0), (molecule_blobs([0.0, 1.0], 32, hinge_angle=-45.0)[0], -45.0)):
+        a, b = (c[0, 6:] - hinge) @ untilt.T, (c[-1, 6:] - hinge) @ untilt.T
+        turn = np.rad2deg(np.arctan2(b[:, 1], b[:, 0]) - np.arctan2(a[:, 1], a[:, 0]))
+        np.testing.assert_allclose(turn, angle, atol=1e-9)
+        np.testing.assert_allclose(b[:, 2], a[:, 2], atol=1e-12)
+    # zero swing: the conformations are identical, in every generator
+    vols, truth = make_subtomograms(4, 16, hinge_angle=0.0, snr=None, random_state=0)
+    np.testing.assert_array_equal(truth.templates[0], truth.templates[1])
+    _, truth = make_cryoem_particles(4, 16, n_conformations=2, hinge_angle=0.0, random_state=0)
+    np.testing.assert_array_equal(truth.volumes[0], truth.volumes[1])
+    from sklearn_disentangle.datasets.cryoem import CryoEMConformationDataset
+
+    data = CryoEMConformationDataset(box_size=16, n_conformations=2, n_views=1, hinge_angle=0.0)
+    obs = data.sample_observations_from_factors([[0, 0], [1, 0]])
+    np.testing.assert_array_equal(obs[0], obs[1])
+    small = CryoEMConformationDataset(box_size=16, n_conformations=2, n_views=1, hinge_angle=30.0)
+    obs30 = small.sample_observations_from_factors([[0, 0], [1, 0]])
+    full = CryoEMConformationDataset(box_size=16, n_conformations=2, n_views=1).sample_observations_from_factors(
+        [[0, 0], [1, 0]])
+    np.testing.assert_array_equal(obs30[0], full[0])
+    assert 0 < np.abs(obs30[1] - obs30[0]).sum() < np.abs(full[1] - full[0]).sum()
+
+
+@pytest.mark.parametrize("bad, err", [("30", TypeError), (True, TypeError), (None, TypeError),
+                                      (float("nan"), ValueError), (float("inf"), ValueError)])
+def test_hinge_angle_is_validated(bad, err):
+    from sklearn_disentangle.datasets.cryoem import CryoEMConformationDataset
+
+    with pytest.raises(err, match="hinge_angle"):
+        molecule_blobs(0.5, 16, hinge_angle=bad)
+    with pytest.raises(err, match="hinge_angle"):
+        make_subtomograms(2, 16, hinge_angle=bad)
+    with pytest.raises(err, match="hinge_angle"):
+        make_cryoem_particles(2, 16, hinge_angle=bad)
+    with pytest.raises(err, match="hinge_angle"):
+        CryoEMConformationDataset(box_size=16, hinge_angle=bad)
