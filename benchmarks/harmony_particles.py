@@ -172,15 +172,30 @@ def angle_stats(pred_deg, true_deg, labels):
     return out
 
 
-def rotation_stats(pred, true):
-    """Median geodesic error (deg) of pred_i vs true_i C with the best global C (Procrustes)."""
+def rotation_errors(pred, true):
+    """Geodesic errors (deg) of pred_i vs true_i C with the best global C (Procrustes)."""
     m = np.einsum("nji,njk->ik", true, pred)  # sum_i true_i^T pred_i
     u, _, vt = np.linalg.svd(m)
     d = np.sign(np.linalg.det(u @ vt))
-    c = u @ np.diag([1, 1, d]) @ vt
-    rel = np.einsum("nji,njk->nik", true @ c, pred)  # (true_i C)^T pred_i
-    cos = np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)
-    return float(np.median(np.rad2deg(np.arccos(cos))))
+    return geodesic_deg(true @ (u @ np.diag([1, 1, d]) @ vt), pred)
+
+
+def rotation_stats(pred, true):
+    """Median geodesic error (deg) of pred_i vs true_i C with the best global C (Procrustes)."""
+    return float(np.median(rotation_errors(pred, true)))
+
+
+def flipped_fraction(pred, true):
+    """Fraction of samples more than 120 degrees from true_i C, C the best offset of the majority.
+
+    A median error hides a second mode: samples aligned a half-turn away from the rest (a
+    pseudo-symmetric template). C is picked among the samples' own offsets true_i^T pred_i
+    (the first 200) as the one with the smallest median error, so the flipped minority does
+    not pull it as it pulls the Procrustes mean.
+    """
+    cands = np.einsum("nji,njk->nik", true[:200], pred[:200])
+    errs = [geodesic_deg(true @ c, pred) for c in cands]
+    return float((errs[int(np.argmin([np.median(e) for e in errs]))] > 120).mean())
 
 
 def geodesic_deg(a, b):
@@ -302,6 +317,8 @@ def run_experiment(kind, args, seed):
             res["random_rot_median_err_deg"] = rotation_stats(rand, truth["rotations"])
             res[f"{name}_rot_median_err_deg_per_class"] = [
                 rotation_stats(pred[labels == c], truth["rotations"][labels == c]) for c in np.unique(labels)]
+            res[f"{name}_rot_flipped_per_class"] = [
+                flipped_fraction(pred[labels == c], truth["rotations"][labels == c]) for c in np.unique(labels)]
             res[f"{name}_shift_corr"] = [float(np.corrcoef(params[c], truth["shifts"][:, i])[0, 1])
                                          for i, c in enumerate(("shift_x", "shift_y", "shift_z"))]
         else:
@@ -342,7 +359,11 @@ def to_markdown(results, args, wall):
                         f"{', '.join(f'{v:.2f}' for v in r[f'{name}_shift_corr'])}")
             elif r["kind"] == "rigid3d":
                 pose = (f"median rotation err {r[f'{name}_rot_median_err_deg']:.1f} deg (per conformation "
-                        f"{', '.join(f'{v:.1f}' for v in r[f'{name}_rot_median_err_deg_per_class'])}; random rotations "
+                        f"{', '.join(f'{v:.1f}' for v in r[f'{name}_rot_median_err_deg_per_class'])}"
+                        + (f", more than 120 deg off (a flipped mode) "
+                           f"{', '.join(f'{v:.0%}' for v in r[f'{name}_rot_flipped_per_class'])}"
+                           if f"{name}_rot_flipped_per_class" in r else "")
+                        + f"; random rotations "
                         f"{r['random_rot_median_err_deg']:.1f}); in the superposition frame (conformations "
                         f"{', '.join(f'{v:.0f}' for v in r['superposition_offset_deg'])} deg apart) "
                         f"{r[f'{name}_rot_median_err_deg_superposed']:.1f} deg; shift corr "
