@@ -114,6 +114,51 @@ def test_search_recovers_2d_angles_and_stays_one_rotation_per_sample():
     assert diff.abs().max() < math.radians(1.5)  # grid 5 deg, last local step 0.625 deg
 
 
+def _pseudo_symmetric_2d(n, seed):
+    """Noisy rotated copies of a template that is symmetric under 180 deg but for a small blob."""
+    yy, xx = np.meshgrid(np.arange(21) - 10, np.arange(21) - 10, indexing="ij")
+    blob = lambda cx, cy: np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.2 ** 2))  # noqa: E731
+    template = torch.as_tensor(blob(6, 0) + blob(-6, 0) + 0.3 * blob(0, 4), dtype=torch.float32)[None, None]
+    g = torch.Generator().manual_seed(seed)
+    angles = torch.rand(n, generator=g) * 2 * math.pi
+    x = warp_from_canonical(template.expand(n, -1, -1, -1), rotation_2d(angles), torch.zeros(n, 2))
+    return x + 0.3 * torch.randn(x.shape, generator=g), template, angles
+
+
+def test_search_candidates_rescue_samples_a_half_turn_off():
+    # a coarse grid (30 deg): the grid point nearest the flipped pose can outscore the one nearest
+    # the right pose; refining the best 4 and keeping the best refined one fixes most of those
+    x, template, angles = _pseudo_symmetric_2d(300, 1)
+    flipped, scores = [], []
+    for k in (1, 4):
+        found = RotationSearch(2, 12, n_candidates=k)(x, template, torch.zeros(300, 2))
+        got = torch.atan2(found[:, 0, 1], found[:, 0, 0])
+        err = (torch.remainder(got - angles + math.pi, 2 * math.pi) - math.pi).abs()
+        flipped.append(float((err > math.pi / 2).float().mean()))
+        lt = warp_from_canonical(template.expand(300, -1, -1, -1), found, torch.zeros(300, 2))
+        scores.append((lt * (2 * x - lt)).flatten(1).sum(1))  # minus the squared error, but for |x|^2
+        torch.testing.assert_close(found @ found.transpose(1, 2), torch.eye(2).expand(300, 2, 2), atol=1e-5, rtol=0)
+    assert flipped[0] > 0.15 and flipped[1] < 0.5 * flipped[0], flipped  # measured 0.197 -> 0.073
+    assert bool((scores[1] >= scores[0] - 1e-3).all())  # the argmax's path is one of the candidates
+
+
+@pytest.mark.parametrize("bad", [0, -1, 13])
+def test_search_candidates_are_validated(bad):
+    with pytest.raises(ValueError, match="n_candidates must be between 1 and n_rotations"):
+        RotationSearch(2, 12, n_candidates=bad)
+
+
+def test_search_pickled_before_candidates_existed_refines_one():
+    search = RotationSearch(2, 12, n_candidates=3)
+    state = search.__getstate__()
+    del state["n_candidates"]
+    old = RotationSearch.__new__(RotationSearch)
+    old.__setstate__(state)
+    assert old.n_candidates == 1
+    m = HarmonyModule((1, 9, 9), 1, kind="rigid2d", encoder_widths=(8,), pose_search=36)
+    assert m.rotation_search.n_candidates == 4
+
+
 def test_search_plan_is_cached_but_not_pickled():
     search = RotationSearch(3, 50)
     search(torch.randn(2, 1, 8, 8, 8), torch.randn(2, 1, 8, 8, 8), torch.zeros(2, 3))
