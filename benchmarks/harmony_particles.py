@@ -56,6 +56,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn_disentangle import CFASLVAE, HarmonyEstimator
 from sklearn_disentangle.cryoem.projection import shift_images
 from sklearn_disentangle.cryoem.rotations import rotate_images
+from sklearn_disentangle.harmony import model as harmony_model
 from sklearn_disentangle.harmony.search import RotationSearch, superpose
 from sklearn_disentangle.datasets import make_rotated_digits
 from sklearn_disentangle.cryoem.rotations import axis_angle_to_matrix
@@ -283,6 +284,8 @@ def run_experiment(kind, args, seed):
         res[f"{name}_config"] = {k: est.get_params()[k] for k in ("content_from", "rotation_head",
                                                                    "resolve_half_turns", "lr", "encoder_widths")}
         res[f"{name}_config"]["pose_search"] = getattr(est, "pose_search_", 0)
+        search = getattr(est.net_.module_, "rotation_search", None)
+        res[f"{name}_config"]["search_candidates"] = search.n_candidates if search is not None else 0
         res[f"{name}_config"]["content_warmup"] = est.content_warmup_
         res[f"{name}_config"]["common_frame"] = est.common_frame
         res[f"{name}_config"]["prior_free_bits"] = est.prior_free_bits
@@ -378,6 +381,7 @@ def to_markdown(results, args, wall):
             label = f"Harmony (content_from={cfg['content_from']!r}, resolve_half_turns={cfg['resolve_half_turns']}"
             label += f", rotation_head={cfg['rotation_head']!r}" if r["kind"] == "rigid3d" else ""
             label += f", pose_search={cfg.get('pose_search', 0)}"
+            label += f" ({cfg['search_candidates']} candidates)" if cfg.get("search_candidates") else ""
             label += f", content_warmup={cfg['content_warmup']}" if "content_warmup" in cfg else ""
             label += f", common_frame={cfg['common_frame']})" if "common_frame" in cfg else ")"
             lines.append(head + f"| {label} | {r[f'{name}_ari']:.3f} | {pose} | {r[f'{name}_fit_s']:.1f} |")
@@ -430,6 +434,9 @@ def main(argv=None):
     p.add_argument("--no-resolve-3d", action="store_true", help="rigid3d: resolve_half_turns=False")
     p.add_argument("--pose-search", type=int, default=None,
                    help="rigid2d/rigid3d: HarmonyEstimator(pose_search=...) (default: the estimator's)")
+    p.add_argument("--search-candidates", type=int, default=None,
+                   help="grid rotations the pose search refines per sample (harmony.model.SEARCH_CANDIDATES, "
+                        "default 4; 1 = the argmax-only search before stop 21)")
     p.add_argument("--content-warmup", type=int, default=None,
                    help="HarmonyEstimator(content_warmup=...) epochs (default: the estimator's)")
     p.add_argument("--free-bits", type=float, default=0.0, help="HarmonyEstimator(prior_free_bits=...)")
@@ -444,6 +451,8 @@ def main(argv=None):
     p.add_argument("--write-results", default=None)
     p.add_argument("--save-models", default=None, help="folder to pickle each fitted Harmony estimator into")
     args = p.parse_args(argv)
+    if args.search_candidates is not None:
+        harmony_model.SEARCH_CANDIDATES = args.search_candidates
     if args.quick:
         args.n, args.n3d, args.size, args.size3d, args.epochs, args.epochs3d = 256, 64, 16, 16, 2, 2
     t0 = time.perf_counter()

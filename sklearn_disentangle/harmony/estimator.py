@@ -109,8 +109,9 @@ class HarmonyEstimator(LatentTransformer):
         "Free bits" (Kingma et al., 2016) of the prior KL: per content dimension, a batch-mean
         KL to N(0, I) below this many nats costs nothing, so the prior does not pull a weakly
         used code to collapse. 0: off (an addition; the reference has no prior term). On the
-        one simulated 3-D data set where the code collapses, 1.0 raised the ARI from 0.085 to
-        0.200 only (the code was used, not for the conformation), hence off by default.
+        one simulated 3-D data set where the code collapsed (a third of the poses wrong), 1.0
+        raised the ARI from 0.085 to 0.200 only (the code was used, not for the
+        conformation), hence off by default.
     cross_weight_in_gamma : bool, default=True
         Whether ``gamma`` also multiplies the cross term (reference 2-D/3-D: True; the
         reference colour variant: False).
@@ -355,8 +356,9 @@ class HarmonyEstimator(LatentTransformer):
       the full objective at once let the code collapse again on one data seed (ARI 0.04),
       and ramping the noise and KL weights in did not on three of four seeds (ARI 1.000;
       the fourth ended at 0.085; ``harmony_particles.md``, "Stop 19"). On that fourth set the
-      code does not carry the conformation even after the autoencoder epochs (ARI 0.000,
-      "Stop 21"), so no schedule of the noise and KL weights can bring it back there.
+      code did not carry the conformation even after the autoencoder epochs (ARI 0.000):
+      a third of the poses were a half-turn off; with the search refining 4 candidates it
+      separates the conformations (ARI 1.000, "Stop 21").
     - ``common_frame`` (an addition, off by default): nothing in Harmony's objective ties
       the canonical frame of one content to another's. On the simulated particles the
       trained frames of the two conformations differ from the simulator's body frame (about
@@ -365,7 +367,8 @@ class HarmonyEstimator(LatentTransformer):
       (2-D) and 90 (3-D) degrees from it. In the superposition frame the trained poses
       already agree across conformations (``harmony_particles.md``, "Stop 20": median
       in-plane error 4.7 / 4.5 / 5.2 degrees, Fisher-Lee correlation 0.98 / 0.99 / 0.94;
-      3-D 14-32 degrees). ``common_frame=True`` superposes explicitly: after fit the decoded
+      3-D 14-32 degrees with the argmax search, 56-84 with the 4-candidate one, "Stop 21").
+      ``common_frame=True`` superposes explicitly: after fit the decoded
       templates of up to 8 k-means centres of the content means are superposed, as class
       averages are: least-squares rotation (global grid, six local rounds) about the
       templates' density centres, each centre onto its nearest already aligned one (similar
@@ -414,18 +417,17 @@ class HarmonyEstimator(LatentTransformer):
     structures, both conformations' angles agree up to one offset (Fisher-Lee correlation
     0.94-0.99, median error 4.5-5.2 degrees). ``contrast`` separates particle conformations
     under gains of 0.2-1 (ARI 1.0, beta-VAE 0.0 with one latent). ``rigid3d`` on 1000
-    uniformly rotated 16^3 subtomograms of two conformations (SNR 2, 30 epochs) with the defaults (search and content
-    warm-up): ARI 1.000 on three of four data seeds and 0.085 on the fourth (beta-VAE
-    0.002 or less), rotations per conformation to a median 5.6-22.1 degrees (random 127),
-    but for a majority only: 29-43 % of each conformation's samples are aligned a half-turn
-    away, about one axis per model, the pseudo-two-fold axis of the model's decoded
-    templates (correlation with their half-turn 0.89-0.92; the true structures' at most
-    0.76): the search settles on a template that averages the structure with its flip, a
-    trap known from cryo-EM refinement, not yet fixed. Shifts correlated 0.89-0.91; one
-    offset for both conformations (majority): 14-32 degrees against
-    the true structures' superposition (52-85 against the simulator's body frame, which the
-    images do not determine). Without a search ``rigid3d`` learns rotations within
-    60 degrees only partly (median error 37 degrees) and nothing for uniform rotations.
+    uniformly rotated 16^3 subtomograms of two conformations (SNR 2, 30 epochs) with the
+    defaults (search refining 4 candidates, content warm-up), data seeds 0 and 3: ARI 1.000
+    on both (seed 3 collapsed to 0.085 when the search refined only the grid's argmax;
+    beta-VAE 0.002 or less), rotations per conformation to a median 2.7-4.0 degrees with
+    0-2 % of the samples a half-turn off (argmax search: 5.6-22.1 degrees for the majority,
+    27-43 % a half-turn off about the decoded templates' pseudo-two-fold axis), shifts
+    correlated 0.89-0.90; training took 2.6-2.9 times as long as with the argmax. The two
+    conformations' frames are not tied: 56-84 degrees apart against the true structures'
+    superposition (argmax search: 14-32; the simulator's body frame is not determined by
+    the images). Without a search ``rigid3d`` learns rotations within 60 degrees only
+    partly (median error 37 degrees) and nothing for uniform rotations.
 
     References
     ----------
