@@ -436,7 +436,7 @@ def main(argv=None):
                    help="rigid2d/rigid3d: HarmonyEstimator(pose_search=...) (default: the estimator's)")
     p.add_argument("--search-candidates", type=int, default=None,
                    help="grid rotations the pose search refines per sample (harmony.model.SEARCH_CANDIDATES, "
-                        "default 4; 1 = the argmax-only search before stop 21)")
+                        "default 4; 1 = the argmax-only search before stop 22)")
     p.add_argument("--content-warmup", type=int, default=None,
                    help="HarmonyEstimator(content_warmup=...) epochs (default: the estimator's)")
     p.add_argument("--free-bits", type=float, default=0.0, help="HarmonyEstimator(prior_free_bits=...)")

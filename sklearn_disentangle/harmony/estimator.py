@@ -358,7 +358,7 @@ class HarmonyEstimator(LatentTransformer):
       the fourth ended at 0.085; ``harmony_particles.md``, "Stop 19"). On that fourth set the
       code did not carry the conformation even after the autoencoder epochs (ARI 0.000):
       a third of the poses were a half-turn off; with the search refining 4 candidates it
-      separates the conformations (ARI 1.000, "Stop 21").
+      separates the conformations (ARI 1.000, "Stop 22").
     - ``common_frame`` (an addition, off by default): nothing in Harmony's objective ties
       the canonical frame of one content to another's. On the simulated particles the
       trained frames of the two conformations differ from the simulator's body frame (about
@@ -367,7 +367,7 @@ class HarmonyEstimator(LatentTransformer):
       (2-D) and 90 (3-D) degrees from it. In the superposition frame the trained poses
       already agree across conformations (``harmony_particles.md``, "Stop 20": median
       in-plane error 4.7 / 4.5 / 5.2 degrees, Fisher-Lee correlation 0.98 / 0.99 / 0.94;
-      3-D 14-32 degrees with the argmax search, 56-84 with the 4-candidate one, "Stop 21").
+      3-D 14-32 degrees with the argmax search, 56-84 with the 4-candidate one, "Stop 22").
       ``common_frame=True`` superposes explicitly: after fit the decoded
       templates of up to 8 k-means centres of the content means are superposed, as class
       averages are: least-squares rotation (global grid, six local rounds) about the

@@ -166,7 +166,7 @@ class RotationSearch:
     axis); refining the best 4 grid points with the same trained model left 5 % and 7 %,
     and models trained with 4 (Harmony's ``pose_search``) 0-2 %; refining the argmax
     without pooling left 29 % and 36 % (``benchmarks/results/harmony_particles.md``, "Stop
-    21"). Inference took 2.9 times as long with 4 candidates as with 1.
+    22"). Inference took 2.9 times as long with 4 candidates as with 1.
 
     Examples
     --------
