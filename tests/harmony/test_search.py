@@ -155,8 +155,15 @@ def test_search_pickled_before_candidates_existed_refines_one():
     old = RotationSearch.__new__(RotationSearch)
     old.__setstate__(state)
     assert old.n_candidates == 1
+
+
+def test_module_pose_search_refines_search_candidates_at_most_the_grid():
+    from sklearn_disentangle.harmony.model import SEARCH_CANDIDATES
+
     m = HarmonyModule((1, 9, 9), 1, kind="rigid2d", encoder_widths=(8,), pose_search=36)
-    assert m.rotation_search.n_candidates == 4
+    assert m.rotation_search.n_candidates == SEARCH_CANDIDATES == 4
+    small = HarmonyModule((1, 9, 9), 1, kind="rigid2d", encoder_widths=(8,), pose_search=2)
+    assert small.rotation_search.n_candidates == 2  # a grid smaller than the default count
 
 
 def test_search_plan_is_cached_but_not_pickled():
