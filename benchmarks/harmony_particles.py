@@ -244,6 +244,12 @@ def superposition_ncc(templates, matrix):
     return float(ref @ out / (ref.norm() * out.norm()))
 
 
+def rotation_angle_deg(m):
+    """Rotation angle (deg, 0-180) of one 2x2 or 3x3 rotation matrix."""
+    c = m[0, 0] if len(m) == 2 else (np.trace(m) - 1) / 2
+    return float(np.rad2deg(np.arccos(np.clip(c, -1, 1))))
+
+
 def superposition_frames(templates):
     """The true structures' superpositions to score poses in: the least-squares optimum and, when
     the grid's argmax ends in another one (more than 30 degrees away), that second optimum.
@@ -255,15 +261,10 @@ def superposition_frames(templates):
     frames = []
     for n_candidates in (SUPERPOSITION_CANDIDATES, 1):
         d = superposition_offsets(templates, n_candidates)
-        rel = frames[0][0][1].T @ d[1] if frames else None
-        apart = (None if rel is None else np.rad2deg(np.arccos(np.clip(
-            rel[0, 0] if len(rel) == 2 else (np.trace(rel) - 1) / 2, -1, 1))))
-        if apart is not None and apart <= 30:
-            continue
-        if d.shape[-1] == 2:
-            offs = [float(np.rad2deg(np.arctan2(m[0, 1], m[0, 0]))) for m in d]
-        else:
-            offs = [float(v) for v in geodesic_deg(np.broadcast_to(np.eye(3), d.shape), d)]
+        if frames and rotation_angle_deg(frames[0][0][1].T @ d[1]) <= 30:
+            continue  # the same superposition
+        # 2-D: the signed in-plane offset; 3-D: the rotation angle
+        offs = [float(np.rad2deg(np.arctan2(m[0, 1], m[0, 0]))) if len(m) == 2 else rotation_angle_deg(m) for m in d]
         frames.append((d, offs, superposition_ncc(templates, d[1])))
     return frames
 

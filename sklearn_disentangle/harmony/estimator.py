@@ -379,10 +379,8 @@ class HarmonyEstimator(LatentTransformer):
       near ones), starting from the most populated cluster. A sample takes the correction
       of its nearest centre, so the poses of one cluster move together and stay
       consistent. The superposition is least squares over the whole template: for
-      contents that differ a lot it need not be the frame of their shared rigid part (on
-      the simulated molecule, whose domain swings 90 degrees, the least-squares
-      superposition of the true structures is 45-70 degrees (2-D) and 90 degrees (3-D)
-      from the body frame). Canonical images from :meth:`inverse_transform` are resampled
+      contents that differ a lot it need not be the frame of their shared rigid part (see
+      above for the simulated molecule, whose domain swings 90 degrees). Canonical images from :meth:`inverse_transform` are resampled
       into the common frame (one more interpolation, except for the reference cluster);
       images in a pose are rendered with one resampling. Measured against the true
       structures' optimal superposition: 2-D median errors 3.7 / 2.8 / 13.4 degrees
@@ -424,16 +422,15 @@ class HarmonyEstimator(LatentTransformer):
     with a weaker superposition, see ``common_frame``). ``contrast`` separates particle conformations
     under gains of 0.2-1 (ARI 1.0, beta-VAE 0.0 with one latent). ``rigid3d`` on 1000
     uniformly rotated 16^3 subtomograms of two conformations (SNR 2, 30 epochs) with the
-    defaults (search refining 4 candidates, content warm-up), data seeds 0 and 3: ARI 1.000
-    on both (seed 3 collapsed to 0.085 when the search refined only the grid's argmax;
+    defaults (search refining 4 candidates, content warm-up), four data seeds: ARI 1.000 on
+    all four (seed 3 collapsed to 0.085 when the search refined only the grid's argmax;
     beta-VAE 0.002 or less), rotations per conformation to a median 2.7-4.0 degrees with
     0-2 % of the samples a half-turn off (argmax search: 5.6-22.1 degrees for the majority,
     27-43 % a half-turn off about the decoded templates' pseudo-two-fold axis), shifts
-    correlated 0.89-0.91; training took 2.6-2.9 times as long as with the argmax. Data
-    seeds 1 and 2 give the same (ARI 1.000, 2.8-3.8 degrees). The two conformations' poses
-    share one frame, to within 3.3-4.1 degrees, in one of the true structures' two
-    near-equal superpositions (the simulator's body frame is not determined by the
-    images). Without a search ``rigid3d`` learns rotations within 60 degrees only
+    correlated 0.89-0.91; training took 2.6-2.9 times as long as with the argmax. The two
+    conformations' poses share one frame, to within 3.3-4.1 degrees, in one of the true
+    structures' two near-equal superpositions (the simulator's body frame is not
+    determined by the images). Without a search ``rigid3d`` learns rotations within 60 degrees only
     partly (median error 37 degrees) and nothing for uniform rotations.
 
     References
