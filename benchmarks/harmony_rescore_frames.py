@@ -8,8 +8,10 @@ data are regenerated from the same arguments (defaults: the benchmark's rigid3d 
     python benchmarks/harmony_rescore_frames.py rigid3d 0 DIR/rigid3d_harmony_s0.pkl
     python benchmarks/harmony_rescore_frames.py rigid2d 2 DIR/rigid2d_harmony_s2.pkl --own-frames
 
-``--own-frames`` drops a fitted ``common_frame`` before scoring. Prints one line per superposition:
-its offset, its normalised cross-correlation (NCC) on the true structures, and the error.
+``--own-frames`` drops a fitted ``common_frame`` before scoring; ``--common-frame`` (re)fits it
+with the library as it is now (for a model trained without it, or by older code). Prints one
+line per superposition: its offset, its normalised cross-correlation (NCC) on the true
+structures, and the error; with ``--common-frame`` also the angle of each anchor's correction.
 """
 import argparse
 import os
@@ -21,8 +23,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harmony_particles import (angle_stats, make_rigid2d, make_rigid3d, rotation_stats,  # noqa: E402
-                               superposition_frames)
+from harmony_particles import (angle_stats, make_rigid2d, make_rigid3d, rotation_angle_deg,  # noqa: E402
+                               rotation_stats, superposition_frames)
 
 
 def main(argv=None):
@@ -35,7 +37,9 @@ def main(argv=None):
     p.add_argument("--snr", type=float, default=2.0)
     p.add_argument("--max-shift", type=float, default=None, help="default 2.0 / 1.5")
     p.add_argument("--hinge-angle", type=float, default=90.0)
-    p.add_argument("--own-frames", action="store_true", help="drop a fitted common_frame before scoring")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--own-frames", action="store_true", help="drop a fitted common_frame before scoring")
+    group.add_argument("--common-frame", action="store_true", help="(re)fit common_frame with the current code")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -49,6 +53,12 @@ def main(argv=None):
         est = pickle.load(f)
     if args.own_frames:
         est.frame_anchors_ = est.frame_matrices_ = est.frame_shifts_ = None
+    if args.common_frame:
+        t1 = time.perf_counter()
+        est.set_params(common_frame=True)._fit_common_frame(est.transform(X))
+        turns = [rotation_angle_deg(m) for m in est.frame_matrices_]
+        print(f"common frame refitted in {time.perf_counter() - t1:.1f} s; corrections (deg) "
+              f"{np.round(turns, 1).tolist()}, reference anchor {est.frame_reference_}")
     params, labels = est.transform_params(X), truth["labels"]
     for i, (d, offs, ncc) in enumerate(superposition_frames(truth["templates"])):
         name = "optimum" if i == 0 else "second"

@@ -38,6 +38,9 @@ SEARCH_CODE_MOMENTUM = 0.1
 #: model has no ``pose_search``, whose grid it uses otherwise), and its local refinement rounds
 FRAME_GRID = {2: 360, 3: 1000}
 FRAME_REFINE_ROUNDS = 6
+#: grid rotations refined by :meth:`HarmonyModule.frame_alignment` (the best refined one wins):
+#: with fewer it stopped at a weaker of two near-equal superpositions (see ``superpose``)
+FRAME_CANDIDATES = 32
 #: global-grid rotations refined per sample by ``pose_search`` (the best refined one wins): with
 #: the argmax alone a third of simulated subtomograms settled a half-turn away from the rest
 SEARCH_CANDIDATES = 4
@@ -484,7 +487,8 @@ class HarmonyModule(LatentModule):
         the decoded (noise-free) templates, as cryo-EM programs superpose class averages,
         brings them into one frame. Both decodings are centred on their
         :func:`~sklearn_disentangle.harmony.search.density_centre`, and the rotation is
-        searched (``frame_search``: a global grid, then ``FRAME_REFINE_ROUNDS`` local rounds).
+        searched (``frame_search``: a global grid, then ``FRAME_REFINE_ROUNDS`` local rounds of
+        each of its ``FRAME_CANDIDATES`` best rotations).
 
         Parameters
         ----------
@@ -510,7 +514,8 @@ class HarmonyModule(LatentModule):
         if self.frame_search is None:
             raise ValueError(f"frame_alignment needs a rotating pose (kind rigid2d, affine2d or rigid3d on images), "
                              f"not {self.pose_kind!r}.")
-        return superpose(self.decode(z), self.decode(reference), self.frame_search, FRAME_REFINE_ROUNDS)
+        return superpose(self.decode(z), self.decode(reference), self.frame_search, FRAME_REFINE_ROUNDS,
+                         n_candidates=min(FRAME_CANDIDATES, self.frame_search.n_rotations))
 
     @staticmethod
     def _half_turns(matrix):

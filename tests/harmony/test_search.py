@@ -142,10 +142,22 @@ def test_search_candidates_rescue_samples_a_half_turn_off():
     assert bool((scores[1] >= scores[0] - 1e-3).all())  # the argmax's path is one of the candidates
 
 
-@pytest.mark.parametrize("bad", [0, -1, 13])
+@pytest.mark.parametrize("bad", [0, -1, 13, 2.5, True, "4"])
 def test_search_candidates_are_validated(bad):
-    with pytest.raises(ValueError, match="n_candidates must be between 1 and n_rotations"):
+    with pytest.raises(ValueError, match=r"n_candidates must be an integer between 1 and n_rotations \(12\)"):
         RotationSearch(2, 12, n_candidates=bad)
+    x, template, _ = _pseudo_symmetric_2d(2, 0)
+    with pytest.raises(ValueError, match=r"n_candidates must be an integer between 1 and n_rotations \(12\)"):
+        RotationSearch(2, 12)(x, template, torch.zeros(2, 2), n_candidates=bad)
+
+
+def test_search_candidates_per_call_match_an_instance_built_with_them():
+    x, template, _ = _pseudo_symmetric_2d(40, 1)
+    per_call = RotationSearch(2, 12)(x, template, torch.zeros(40, 2), n_candidates=4)
+    built = RotationSearch(2, 12, n_candidates=4)(x, template, torch.zeros(40, 2))
+    one = RotationSearch(2, 12)(x, template, torch.zeros(40, 2))
+    torch.testing.assert_close(per_call, built)
+    assert not torch.allclose(per_call, one)  # the override took effect (some samples a half-turn apart)
 
 
 def test_search_pickled_before_candidates_existed_refines_one():
