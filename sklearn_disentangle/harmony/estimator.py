@@ -387,10 +387,15 @@ class HarmonyEstimator(LatentTransformer):
       structures' optimal superposition: 2-D median errors 3.7 / 2.4 / 7.7 degrees
       against 3.9 / 6.5 / 53.7 without (Fisher-Lee 0.98 / 1.00 / 0.93; refining only the
       grid's argmax: 3.7 / 2.8 / 13.4, 0.98 / 1.00 / 0.89): on the third data set it moves
-      the frames from the weaker superposition to the optimum. 3-D: the
-      identity for every anchor (the frames are already superposed). It stays off by
-      default: it is one more fitted search, and which of two near-equal superpositions a
-      user wants cannot be decided from the images.
+      the frames from the weaker superposition to the optimum. 3-D (four data seeds): 4.2 /
+      3.9 / 6.1 / 3.3 degrees, three of them at the optimum (one moved there from the second
+      superposition); on the fourth the decoded templates themselves superpose best near
+      the second (an exhaustive refinement of all 1000 grid rotations agrees), so which of
+      two near-equal superpositions is found depends on the trained templates. It stays
+      off by default: it is one more fitted search (about 1 s in 2-D, 30-45 s for 16^3
+      volumes on one CPU thread), its correction is constant per content cluster (poses
+      step between clusters when the content varies continuously), and which of two
+      near-equal superpositions a user wants cannot be decided from the images.
     - The default 2-D MLP is shallower than the reference's, ``(256, 256, 128)`` instead of
       ``(512, 512, 512, 512, 128)``: on the simulated 32 px particles the reference's did
       not learn the angles within 100 epochs (ARI 0.06 with content from the input, 0.001
