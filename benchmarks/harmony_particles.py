@@ -57,8 +57,8 @@ from sklearn_disentangle import CFASLVAE, HarmonyEstimator
 from sklearn_disentangle.cryoem.projection import shift_images
 from sklearn_disentangle.cryoem.rotations import rotate_images
 from sklearn_disentangle.harmony import model as harmony_model
-from sklearn_disentangle.harmony.search import RotationSearch, density_centre, superpose
-from sklearn_disentangle.harmony.warps import warp_to_canonical
+from sklearn_disentangle.harmony.search import RotationSearch, superpose
+from sklearn_disentangle.harmony.search import superposition_ncc as library_superposition_ncc
 from sklearn_disentangle.datasets import make_rotated_digits
 from sklearn_disentangle.cryoem.rotations import axis_angle_to_matrix
 from sklearn_disentangle.datasets.cryoem import (
@@ -236,12 +236,7 @@ def superposition_ncc(templates, matrix):
     """Normalised cross-correlation of template 0 and template 1 read at ``matrix r`` (both about
     their density centres): how well ``matrix`` superposes the two true structures."""
     t = _standardised(templates)
-    k = t.ndim - 2
-    centre = density_centre(t)
-    ref = warp_to_canonical(t[:1], torch.eye(k)[None], centre[:1]).flatten()
-    out = warp_to_canonical(t[1:2], torch.as_tensor(matrix, dtype=torch.float32)[None], centre[1:2]).flatten()
-    ref, out = ref - ref.mean(), out - out.mean()
-    return float(ref @ out / (ref.norm() * out.norm()))
+    return library_superposition_ncc(t[1:2], t[:1], torch.as_tensor(matrix, dtype=torch.float32))
 
 
 def rotation_angle_deg(m):

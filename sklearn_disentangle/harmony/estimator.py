@@ -375,9 +375,10 @@ class HarmonyEstimator(LatentTransformer):
       templates of up to 8 k-means centres of the content means are superposed, as class
       averages are: least-squares rotation about the templates' density centres (the 32
       best rotations of a global grid each refined by six local rounds, the best kept:
-      refining the grid's argmax alone stopped at the weaker superposition), each centre onto its nearest already aligned one (similar
-      templates, so no ambiguous alignment between distant contents decides the frame of
-      near ones), starting from the most populated cluster. A sample takes the correction
+      refining the grid's argmax alone stopped at the weaker superposition), each centre
+      onto its nearest already aligned one (similar templates, so no ambiguous alignment
+      between distant contents decides the frame of near ones), starting from the most
+      populated cluster. A sample takes the correction
       of its nearest centre, so the poses of one cluster move together and stay
       consistent. The superposition is least squares over the whole template: for
       contents that differ a lot it need not be the frame of their shared rigid part (see

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from ..cryoem.rotations import rotation_grid
 from .warps import _pixel_coords, axis_angle_to_matrix, rotation_2d, warp_from_canonical, warp_to_canonical
 
-__all__ = ["RotationSearch", "density_centre", "interpolation_matrix", "superpose"]
+__all__ = ["RotationSearch", "density_centre", "interpolation_matrix", "superpose", "superposition_ncc"]
 
 _SCORE_BLOCK = 1 << 24  # at most this many values of candidate images at once
 
@@ -381,3 +381,37 @@ def superpose(x, reference, search, refine_rounds=6, n_candidates=None):
     matrix = candidates[errors.argmin(0), torch.arange(len(x), device=x.device)]
     shift = x_centre - (matrix @ ref_centre.expand(len(x), -1)[..., None])[..., 0]
     return {"matrix": matrix, "shift": shift}
+
+
+@torch.no_grad()
+def superposition_ncc(x, reference, matrix):
+    """Normalised cross-correlation of ``reference`` and ``x`` read at ``matrix r``, both about their density centres.
+
+    How well the rotation ``matrix`` superposes two structures, on a scale independent of
+    their intensities (1: identical up to a positive gain). Used to compare two
+    superpositions that :func:`superpose` can end in.
+
+    Parameters
+    ----------
+    x, reference : tensor of shape (1, C, *spatial)
+    matrix : tensor of shape (k, k)
+        The rotation of the pose ``(matrix, x's density centre)`` that canonicalises ``x``.
+
+    Returns
+    -------
+    ncc : float
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_disentangle.harmony.search import superposition_ncc
+    >>> t = torch.zeros(1, 1, 15, 15); t[0, 0, 7, 11] = 1.0; t[0, 0, 4, 7] = 0.5
+    >>> round(superposition_ncc(3 * t, t, torch.eye(2)), 3)
+    1.0
+    """
+    k = x.ndim - 2
+    eye = torch.eye(k, dtype=x.dtype, device=x.device)[None]
+    a = warp_to_canonical(reference, eye, density_centre(reference)).flatten()
+    b = warp_to_canonical(x, matrix.to(x)[None], density_centre(x)).flatten()
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / (a.norm() * b.norm()))
