@@ -316,8 +316,9 @@ def run_experiment(kind, args, seed):
             extra = dict(extra, prior_free_bits=args.free_bits)
         if args.common_frame:
             extra = dict(extra, common_frame=True)
-        est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=1, max_epochs=epochs,
-                               lr=args.lr, encoder_widths=widths, augment_rotation=args.augment_rotation,
+        est = HarmonyEstimator("contrast" if kind == "contrast_particles" else kind, z_dim=args.z_dim,
+                               max_epochs=epochs, lr=args.lr, encoder_widths=widths,
+                               augment_rotation=args.augment_rotation,
                                prior_kl_weight=args.prior_kl_weight, device=args.device, random_state=seed, **extra)
         t0 = time.perf_counter()
         est.fit(X)
@@ -331,6 +332,7 @@ def run_experiment(kind, args, seed):
         res[f"{name}_config"]["content_warmup"] = est.content_warmup_
         res[f"{name}_config"]["common_frame"] = est.common_frame
         res[f"{name}_config"]["prior_free_bits"] = est.prior_free_bits
+        res[f"{name}_config"]["z_dim"] = est.z_dim
         res[f"{name}_history"] = {k: [float(v) for v in est.history_[:, k]]
                                   for k in ("train_loss", "train_pose_head", "train_kl_prior", "variational")
                                   if k in est.history_[-1]}
@@ -445,6 +447,7 @@ def to_markdown(results, args, wall):
             label += f", pose_search={cfg.get('pose_search', 0)}"
             label += f" ({cfg['search_candidates']} candidates)" if cfg.get("search_candidates") else ""
             label += f", content_warmup={cfg['content_warmup']}" if "content_warmup" in cfg else ""
+            label += f", z_dim={cfg['z_dim']}" if cfg.get("z_dim", 1) != 1 else ""
             label += f", common_frame={cfg['common_frame']})" if "common_frame" in cfg else ")"
             lines.append(head + f"| {label} | {r[f'{name}_ari']:.3f} | {pose} | {r[f'{name}_fit_s']:.1f} |")
         for z in args.vae_z:
@@ -501,6 +504,7 @@ def main(argv=None):
                         "default 4; 1 = the argmax-only search before stop 22)")
     p.add_argument("--content-warmup", type=int, default=None,
                    help="HarmonyEstimator(content_warmup=...) epochs (default: the estimator's)")
+    p.add_argument("--z-dim", type=int, default=1, help="HarmonyEstimator(z_dim=...); KMeans(2) runs on all of it")
     p.add_argument("--free-bits", type=float, default=0.0, help="HarmonyEstimator(prior_free_bits=...)")
     p.add_argument("--common-frame", action="store_true", help="HarmonyEstimator(common_frame=True)")
     p.add_argument("--content-from", default=None, choices=["input", "canonical"],

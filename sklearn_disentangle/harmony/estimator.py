@@ -237,9 +237,14 @@ class HarmonyEstimator(LatentTransformer):
     content_variance_ : ndarray of shape (z_dim,)
         Variance over the training samples of each content mean after the last fit call.
         A coordinate with variance <= 0.01 (against the prior's 1) is *inactive* (Burda et
-        al., 2016): it does not tell the samples apart. When every coordinate is inactive
-        (and ``prior_kl_weight > 0`` anchors the scale), fit warns: the content code has
-        collapsed, as with the reference arrangement on one simulated data set (Notes).
+        al., 2016): its means barely move from the prior's, so the decoder gets almost
+        nothing from it. When every coordinate is inactive (and ``prior_kl_weight > 0``
+        anchors the scale), fit warns: the content code has collapsed, or nearly, as with the
+        reference arrangement on one simulated data set (Notes). A nearly collapsed code can
+        still order the samples: on simulated subtomograms of two conformations whose domain
+        swings 45 degrees, a code of variance 0.0005 gave a KMeans ARI of 0.945
+        (``benchmarks/results/harmony_particles.md``, "Stop 25"), so check ``transform``'s
+        output before discarding such a fit.
     gamma_ : float
         The ``gamma`` used.
     pose_search_ : int
@@ -640,9 +645,10 @@ class HarmonyEstimator(LatentTransformer):
             warnings.warn(
                 f"HarmonyEstimator: the content code is inactive (variance of the content means over the "
                 f"training samples {np.array2string(self.content_variance_, precision=4)}, <= 0.01 in every "
-                "dimension against a prior variance of 1), so transform will not tell the samples apart. "
-                "Train longer, raise z_dim, use content_from='canonical' if it was 'input', or check that "
-                "the samples differ in more than pose.", UserWarning, stacklevel=4)
+                "dimension against a prior variance of 1): the decoder barely uses it, and transform may not tell "
+                "the samples apart (a nearly collapsed code can still separate groups: check its output). Train "
+                "longer, raise z_dim, use content_from='canonical' if it was 'input', or check that the samples "
+                "differ in more than pose.", UserWarning, stacklevel=4)
 
     def _fit_common_frame(self, mu):
         """Anchor codes of the training content means and the common frame's pose in each one's decoding.
