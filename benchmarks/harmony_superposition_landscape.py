@@ -30,43 +30,43 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harmony_particles import _standardised, make_rigid2d, make_rigid3d, rotation_angle_deg  # noqa: E402
 
-from sklearn_disentangle.cryoem.rotations import axis_angle_to_matrix, rotation_grid  # noqa: E402
-from sklearn_disentangle.harmony.search import superposition_ncc  # noqa: E402
+from sklearn_disentangle.cryoem.rotations import rotation_grid  # noqa: E402
+from sklearn_disentangle.harmony.search import RotationSearch, superposition_ncc  # noqa: E402
 from sklearn_disentangle.harmony.warps import rotation_2d  # noqa: E402
 
 
 def _ncc(t, matrices):
-    return np.array([superposition_ncc(t[1:2], t[:1], m) for m in matrices.to(torch.float32)])
+    """NCC of conformation 1 read at each rotation against conformation 0 (z-scored templates ``t``)."""
+    return superposition_ncc(t[1:2], t[:1], matrices.to(torch.float32)).double().numpy()
 
 
-def _distinct(optima, min_sep, distance):
+def _angle_between(a, b):
+    return rotation_angle_deg(a.T @ b)
+
+
+def _distinct(optima, min_sep):
     """Greedy: keep optima (matrix, ncc), best first, that are ``min_sep`` degrees from every kept one."""
     kept = []
     for m, s in sorted(optima, key=lambda o: -o[1]):
-        if all(distance(m, k) > min_sep for k, _ in kept):
+        if all(_angle_between(m, k) > min_sep for k, _ in kept):
             kept.append((m, s))
     return kept
 
 
 def landscape_2d(templates, min_sep, step=0.25):
     t = _standardised(templates)
-    theta = np.deg2rad(np.arange(0.0, 360.0, step))
-    mats = rotation_2d(torch.as_tensor(theta))
+    mats = rotation_2d(torch.as_tensor(np.deg2rad(np.arange(0.0, 360.0, step))))
     s = _ncc(t, mats)
     peaks = [i for i in range(len(s)) if s[i] >= max(s[i - 1], s[(i + 1) % len(s)])]
-
-    def distance(a, b):
-        return rotation_angle_deg(a.T @ b)
-    return _distinct([(mats[i].numpy(), float(s[i])) for i in peaks], min_sep, distance)
+    return _distinct([(mats[i].numpy(), float(s[i])) for i in peaks], min_sep)
 
 
 def _hill_climb(t, m, step, rounds=6):
-    """Local refinement of one rotation: the best of a 3x3x3 rotation-vector lattice, step halving."""
+    """Local refinement of one rotation: the best of the search's 3x3x3 lattice, step halving."""
     best = _ncc(t, m[None])[0]
+    lattice = RotationSearch(3, 1)
     for _ in range(rounds):
-        g = torch.tensor([-step, 0.0, step], dtype=torch.float64)
-        v = torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
-        cand = m[None] @ axis_angle_to_matrix(v)
+        cand = m[None] @ lattice.offsets(step, torch.float64)
         s = _ncc(t, cand)
         if s.max() > best:
             best, m = float(s.max()), cand[int(s.argmax())]
@@ -83,12 +83,8 @@ def landscape_3d(templates, min_sep, n_grid, n_refine=12):
     spacing = float(np.median(np.sort(ang, 1)[:, 1]))
     peaks = [i for i in range(len(g)) if s[i] >= s[ang[i] < 1.6 * spacing].max()]
     peaks = sorted(peaks, key=lambda i: -s[i])[:n_refine]
-    step = np.deg2rad(spacing) / 2
-    refined = [_hill_climb(t, grid[i], step) for i in peaks]
-
-    def distance(a, b):
-        return rotation_angle_deg(a.T @ b)
-    return _distinct([(m.numpy(), float(v)) for m, v in refined], min_sep, distance)
+    refined = [_hill_climb(t, grid[i], np.deg2rad(spacing) / 2) for i in peaks]
+    return _distinct([(m.numpy(), float(v)) for m, v in refined], min_sep)
 
 
 def main(argv=None):
@@ -109,7 +105,8 @@ def main(argv=None):
     for hinge in args.hinge_angles:
         rows = [(f"2-D seed {s}", make_rigid2d(2, args.size, 0.0, 0.0, s, hinge)[1]["templates"], "2d")
                 for s in args.seeds2d]
-        rows.append((f"3-D {args.size3d}^3", make_rigid3d(2, args.size3d, 2.0, 0.0, 0, None, hinge)[1]["templates"], "3d"))
+        templates3d = make_rigid3d(2, args.size3d, 2.0, 0.0, 0, None, hinge)[1]["templates"]
+        rows.append((f"3-D {args.size3d}^3", templates3d, "3d"))
         for name, templates, kind in rows:
             if kind == "2d":
                 optima = landscape_2d(templates, args.min_separation)
@@ -119,7 +116,7 @@ def main(argv=None):
                 offsets = [rotation_angle_deg(m) for m, _ in optima]
             listed = ", ".join(f"{o:.1f} / {s:.3f}" for o, (_, s) in zip(offsets[:args.top], optima))
             margin = optima[0][1] - optima[1][1] if len(optima) > 1 else float("nan")
-            gap = rotation_angle_deg(optima[0][0].T @ optima[1][0]) if len(optima) > 1 else float("nan")
+            gap = _angle_between(optima[0][0], optima[1][0]) if len(optima) > 1 else float("nan")
             print(f"| {hinge:g} | {name} | {listed} | {margin:.3f} | {gap:.1f} |", flush=True)
     print(f"\nTotal {time.perf_counter() - t0:.0f} s (CPU, 1 thread).")
 

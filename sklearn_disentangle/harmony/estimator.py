@@ -450,14 +450,15 @@ class HarmonyEstimator(LatentTransformer):
     Smaller conformational changes need longer training. With the simulated molecule's
     domain swinging 45 instead of 90 degrees (its two conformations then have one clear
     least-squares superposition), the poses are as good: in 3-D (30 epochs, data seeds 0, 1,
-    3) both conformations share that frame to a median 3.4-4.0 degrees after one offset. But
-    the content code leaves its collapsed start later: 2-D ARI 0.208 / 0.618 / 0.142 after
-    100 epochs and 0.955 / 0.982 / 1.000 after 200 (the KL to the prior rose from 0.15-0.45
-    to 1.3-1.9 nats between epochs 70 and 160); 3-D ARI 0.136 / 0.945 / 0.984 after 30 epochs, with fit
-    warning that the code is inactive. A learning rate of 1e-3, ``prior_kl_weight=0``, a
-    30-epoch content warm-up, ``z_dim=2`` or the 2-D pose search did not make 100 epochs
-    enough (ARI 0.08-0.61 on the hardest set). When conformations differ little, train
-    longer and watch ``history_[:, "train_kl_prior"]`` and ``content_variance_``.
+    3) both conformations share that frame to a median 3.4-4.0 degrees after one offset.
+    But the content code leaves its collapsed start later: 2-D ARI 0.208 / 0.618 / 0.142
+    after 100 epochs and 0.955 / 0.982 / 1.000 after 200 (the KL to the prior rose from
+    0.15-0.45 to 1.3-1.9 nats between epochs 70 and 160); 3-D ARI 0.136 / 0.945 / 0.984
+    after 30 epochs, with fit warning that the code is inactive. A learning rate of 1e-3,
+    ``prior_kl_weight=0``, a 30-epoch content warm-up, ``z_dim=2`` or the 2-D pose search
+    did not make 100 epochs enough (ARI 0.08-0.61 on the hardest set). When conformations
+    differ little, train longer and watch ``history_[:, "train_kl_prior"]`` and
+    ``content_variance_``.
 
     References
     ----------

@@ -389,29 +389,38 @@ def superposition_ncc(x, reference, matrix):
 
     How well the rotation ``matrix`` superposes two structures, on a scale independent of
     their intensities (1: identical up to a positive gain). Used to compare two
-    superpositions that :func:`superpose` can end in.
+    superpositions that :func:`superpose` can end in, or to map all of them.
 
     Parameters
     ----------
     x, reference : tensor of shape (1, C, *spatial)
-    matrix : tensor of shape (k, k)
-        The rotation of the pose ``(matrix, x's density centre)`` that canonicalises ``x``.
+    matrix : tensor of shape (k, k) or (m, k, k)
+        The rotation of the pose ``(matrix, x's density centre)`` that canonicalises ``x``;
+        a stack of ``m`` rotations is scored in one pass.
 
     Returns
     -------
-    ncc : float
+    ncc : float, or tensor of shape (m,) for a stack
 
     Examples
     --------
     >>> import torch
     >>> from sklearn_disentangle.harmony.search import superposition_ncc
+    >>> from sklearn_disentangle.harmony.warps import rotation_2d
     >>> t = torch.zeros(1, 1, 15, 15); t[0, 0, 7, 11] = 1.0; t[0, 0, 4, 7] = 0.5
     >>> round(superposition_ncc(3 * t, t, torch.eye(2)), 3)
     1.0
+    >>> turns = rotation_2d(torch.tensor([0.0, 3.14159]))
+    >>> ncc = superposition_ncc(t, t, turns)  # a stack: one value per rotation
+    >>> round(float(ncc[0]), 3), bool(ncc[1] < 0.5), abs(float(ncc[1]) - superposition_ncc(t, t, turns[1])) < 1e-6
+    (1.0, True, True)
     """
     k = x.ndim - 2
+    stack = matrix.to(x).reshape(-1, k, k)
     eye = torch.eye(k, dtype=x.dtype, device=x.device)[None]
     a = warp_to_canonical(reference, eye, density_centre(reference)).flatten()
-    b = warp_to_canonical(x, matrix.to(x)[None], density_centre(x)).flatten()
-    a, b = a - a.mean(), b - b.mean()
-    return float(a @ b / (a.norm() * b.norm()))
+    b = warp_to_canonical(x.expand(len(stack), *x.shape[1:]), stack,
+                          density_centre(x).expand(len(stack), k)).flatten(1)
+    a, b = a - a.mean(), b - b.mean(1, keepdim=True)
+    ncc = b @ a / (b.norm(dim=1) * a.norm())
+    return float(ncc[0]) if matrix.ndim == 2 else ncc

@@ -12,7 +12,7 @@ from sklearn_disentangle.cryoem.rotations import random_rotations, rotation_grid
 from sklearn_disentangle.datasets.cryoem import make_subtomograms, molecule_blobs, render_volume
 from sklearn_disentangle.harmony.model import HarmonyModule
 from sklearn_disentangle.nn import gaussian_kl
-from sklearn_disentangle.harmony.search import RotationSearch, density_centre, interpolation_matrix
+from sklearn_disentangle.harmony.search import RotationSearch, density_centre, interpolation_matrix, superposition_ncc
 from sklearn_disentangle.harmony.warps import rotation_2d, warp_from_canonical
 
 TINY = {"max_epochs": 2, "batch_size": 16, "lr": 1e-3, "random_state": 0}
@@ -185,6 +185,21 @@ def test_search_plan_is_cached_but_not_pickled():
     again = pickle.loads(pickle.dumps(search))
     assert again._cache == {} and again.n_rotations == 50
     assert len(pickle.dumps(search)) < 2000
+
+
+def test_superposition_ncc_scores_a_stack_of_rotations_like_each_one():
+    # the molecule, rotated: read back at the true rotation it matches itself (NCC ~1), and a
+    # stack of rotations gives, per rotation, what the single-matrix call gives
+    template = molecule(16).float()
+    truth = random_rotations(1, 3)
+    x = warp_from_canonical(template, truth, density_centre(template))
+    stack = torch.cat([truth, rotation_grid(5)])
+    ncc = superposition_ncc(x, template, stack)
+    assert ncc.shape == (6,)
+    single = [superposition_ncc(x, template, m) for m in stack]
+    assert all(isinstance(v, float) for v in single)
+    torch.testing.assert_close(ncc, torch.tensor(single), atol=1e-5, rtol=0)
+    assert ncc[0] > 0.95 and ncc[0] > ncc[1:].max() + 0.1, ncc
 
 
 def test_density_centre_follows_shifts_and_not_rotations():
